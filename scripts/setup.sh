@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Set up (or update) the project's virtual environment in .venv: ./scripts/setup.sh [--dev]
+# --dev adds the test tools. Needs Python 3.11 (python3.11, or python3 if that is 3.11).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=$(command -v python3.11 || command -v python3)
+"$python" -c 'import sys; assert sys.version_info[:2] >= (3, 11), "jueju needs Python 3.11+"'
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+requirements=requirements.txt
+[ "${1:-}" = "--dev" ] && requirements=requirements-dev.txt
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements" -e .
+
+# Graphviz draws models/<form>/model.png; without it training only warns.
+if ! command -v dot >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && apt-get install -y -qq graphviz >/dev/null) || echo "setup: graphviz not installed (model diagram will be skipped)"
+  else
+    echo "setup: install graphviz (e.g. sudo apt-get install graphviz) to get the model diagram"
+  fi
+fi

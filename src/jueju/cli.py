@@ -1,0 +1,127 @@
+"""The `jueju` command line: one sub-command per stage, all sharing --config and --set.
+
+A user error (bad argument, missing file, bad config value) ends with a one-line
+message on stderr and a non-zero exit, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .config import ConfigError, load_config
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("gensim").setLevel(logging.WARNING)  # it logs every epoch and every file it touches
+    try:
+        # --config / --set may stand before or after the command
+        config = load_config(args.sub_config or args.config, args.set + args.sub_set)
+        return args.run(config, args) or 0
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as err:
+        print(f"jueju {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"jueju {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jueju", description="Write classical Chinese quatrains (绝句).")
+    _config_options(parser, "")
+    common = argparse.ArgumentParser(add_help=False)
+    _config_options(common, "sub_")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add = lambda name, **kw: commands.add_parser(name, parents=[common], **kw)  # noqa: E731
+
+    crawl = add("crawl", help="download the chinese-poetry corpus")
+    crawl.set_defaults(run=_crawl)
+
+    prepare = add("prepare", help="clean the corpus and cut the data set (crawls if needed)")
+    prepare.add_argument("--force", action="store_true", help="redo every stage even if up to date")
+    prepare.set_defaults(run=_prepare)
+
+    w2v = add("word2vec", help="train character vectors, or show a character's neighbours")
+    w2v.add_argument("--similar", metavar="CHAR", help="print the nearest characters to CHAR")
+    w2v.add_argument("--topn", type=int, default=10, help="how many neighbours (default 10)")
+    w2v.set_defaults(run=_word2vec)
+
+    train = add("train", help="train the model (runs any missing earlier stage)")
+    start = train.add_mutually_exclusive_group()
+    start.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    start.add_argument("--finetune", metavar="PATH", help="start from this .keras model")
+    train.set_defaults(run=_train)
+
+    generate = add("generate", help="write poems from first lines")
+    generate.add_argument("first_lines", nargs="+", metavar="FIRST_LINE", help="5 or 7 Han characters")
+    generate.add_argument("--num", type=int, help="poems per first line")
+    generate.add_argument("--sampler", help="greedy, temperature, top_k or top_p")
+    generate.add_argument("--temperature", type=float)
+    generate.add_argument("--top-k", type=int)
+    generate.add_argument("--top-p", type=float)
+    generate.add_argument("--seed", type=int)
+    generate.add_argument("--model", metavar="DIR", help="a trained model folder (default: models/<form>)")
+    generate.set_defaults(run=_generate)
+    return parser
+
+
+def _config_options(parser: argparse.ArgumentParser, prefix: str) -> None:
+    parser.add_argument("--config", dest=f"{prefix}config", metavar="FILE",
+                        help="an .ini file of keys to change (see config/cfg.ini)")
+    parser.add_argument("--set", dest=f"{prefix}set", metavar="SECTION.KEY=VALUE", action="append", default=[],
+                        help="change one config key, e.g. --set train.epochs=5 (repeatable)")
+
+
+def _crawl(config, args):
+    from .pipeline import crawl_stage
+
+    summary = crawl_stage(config)
+    print(summary)
+    return 1 if summary.failed else 0
+
+
+def _prepare(config, args):
+    from .pipeline import prepare
+
+    prepare(config, force=args.force)
+    print((config.data_dir / "dataset.json").read_text("utf-8"))
+
+
+def _word2vec(config, args):
+    from .pipeline import dataset_stage, corpus_stage, word2vec_stage
+    from .word2vec import load_vectors, most_similar
+
+    corpus_stage(config)
+    dataset_stage(config)
+    path = word2vec_stage(config)
+    if args.similar:
+        for char, score in most_similar(load_vectors(path), args.similar, args.topn):
+            print(f"{char}\t{score:.3f}")
+    else:
+        print(f"character vectors in {path}")
+
+
+def _train(config, args):
+    from .train import train
+
+    state = train(config, resume=args.resume, finetune=args.finetune)
+    print(f"trained {state.epoch} epochs; best val_loss {state.best_val_loss:.4f} at epoch {state.best_epoch}; "
+          f"model in {config.model_dir}")
+
+
+def _generate(config, args):
+    from .config import FORMS
+    from .generate import get_poet, normalise_first_line
+
+    settings = config.generate
+    options = dict(sampler=args.sampler or settings.sampler,
+                   temperature=settings.temperature if args.temperature is None else args.temperature,
+                   top_k=settings.top_k if args.top_k is None else args.top_k,
+                   top_p=settings.top_p if args.top_p is None else args.top_p,
+                   seed=settings.seed if args.seed is None else args.seed, no_repeat=settings.no_repeat)
+    for first_line in args.first_lines:
+        line = normalise_first_line(first_line)
+        model_dir = args.model or config.path(config.paths.model_dir) / FORMS[len(line)]
+        print("\n".join(get_poet(model_dir).poems(line, args.num or settings.num, **options)))

@@ -1,0 +1,280 @@
+"""Configuration: the schema of config/cfg.ini, its loading, validation and overrides.
+
+config/cfg.ini is the single source of defaults and documents every key. This module
+says what type and range each key has; a user's file (--config) and --set overrides
+are layered on top, and anything unknown or out of range fails at load with a message
+naming the key and what would be valid.
+"""
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import json
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# The project root: JUEJU_HOME when set, else the checkout this package lives in (src layout).
+PROJECT_ROOT = Path(os.environ.get("JUEJU_HOME") or Path(__file__).resolve().parents[2])
+DEFAULT_CONFIG = PROJECT_ROOT / "config" / "cfg.ini"
+FORMS = {5: "wuyan", 7: "qiyan"}  # line length -> folder name of its data and model
+
+
+class ConfigError(ValueError):
+    """A config file or override that cannot be used; the message says why."""
+
+
+def _range(lo, hi=None):
+    return {"range": (lo, hi)}
+
+
+def _choices(*values):
+    return {"choices": values}
+
+
+@dataclass
+class Paths:
+    raw_dir: str
+    data_dir: str
+    model_dir: str
+    log_dir: str
+
+
+@dataclass
+class Crawl:
+    base_url: str
+    collections: list[str] = field(metadata=_choices("tang", "song"))
+    source: str
+    workers: int = field(metadata=_range(1, 64))
+    timeout: float = field(metadata=_range(0.1, 600))
+    retries: int = field(metadata=_range(0, 20))
+    max_file_mb: float = field(metadata=_range(0.1, 1000))
+
+
+@dataclass
+class Corpus:
+    line_length: int = field(metadata=_choices(5, 7))
+    stanzas: bool
+    simplify: bool
+
+
+@dataclass
+class Dataset:
+    vocab_size: int = field(metadata=_range(10, 100_000))
+    window: int = field(metadata=_range(1, 64))
+    valid_fraction: float = field(metadata=_range(0.0, 0.5))
+    test_fraction: float = field(metadata=_range(0.0, 0.5))
+    pad_start: bool
+    seed: int
+
+
+@dataclass
+class Word2Vec:
+    vector_size: int = field(metadata=_range(2, 2048))
+    window: int = field(metadata=_range(1, 64))
+    sg: int = field(metadata=_choices(0, 1))
+    hs: int = field(metadata=_choices(0, 1))
+    negative: int = field(metadata=_range(0, 64))
+    min_count: int = field(metadata=_range(1))
+    epochs: int = field(metadata=_range(1, 1000))
+    workers: int = field(metadata=_range(1, 64))
+    seed: int
+
+
+@dataclass
+class Model:
+    input: str = field(metadata=_choices("word2vec", "embedding", "one-hot"))
+    embedding_dim: int = field(metadata=_range(2, 4096))
+    trainable_embedding: bool
+    lstm_units: list[int] = field(metadata=_range(1, 8192))
+    dropout: float = field(metadata=_range(0.0, 0.95))
+    dense_units: list[int] = field(metadata=_range(1, 8192))
+
+
+@dataclass
+class Train:
+    epochs: int = field(metadata=_range(1, 10_000))
+    batch_size: int = field(metadata=_range(1, 1 << 20))
+    steps_per_epoch: int = field(metadata=_range(0))
+    learning_rate: float = field(metadata=_range(1e-7, 10.0))
+    patience: int = field(metadata=_range(0))
+    sample_every: int = field(metadata=_range(0))
+    sample_count: int = field(metadata=_range(1, 64))
+    seed: int
+
+
+@dataclass
+class Generate:
+    sampler: str = field(metadata=_choices("greedy", "temperature", "top_k", "top_p"))
+    temperature: float = field(metadata=_range(0.01, 10.0))
+    top_k: int = field(metadata=_range(1))
+    top_p: float = field(metadata=_range(0.01, 1.0))
+    no_repeat: bool
+    num: int = field(metadata=_range(1, 10_000))
+    seed: int | None
+
+
+@dataclass
+class Config:
+    paths: Paths
+    crawl: Crawl
+    corpus: Corpus
+    dataset: Dataset
+    word2vec: Word2Vec
+    model: Model
+    train: Train
+    generate: Generate
+
+    # -- derived places, so every stage agrees on where artefacts live --
+    @property
+    def form(self) -> str:
+        return FORMS[self.corpus.line_length]
+
+    def path(self, relative: str) -> Path:
+        """A config path resolved against the project root (absolute paths kept)."""
+        return PROJECT_ROOT / relative
+
+    @property
+    def raw_dir(self) -> Path:
+        return self.path(self.paths.raw_dir)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.path(self.paths.data_dir) / self.form
+
+    @property
+    def model_dir(self) -> Path:
+        return self.path(self.paths.model_dir) / self.form
+
+    @property
+    def log_dir(self) -> Path:
+        return self.path(self.paths.log_dir)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def save_json(self, path: Path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=2), "utf-8")
+
+
+SECTIONS: dict[str, type] = typing.get_type_hints(Config)  # section name -> its dataclass
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] = ()) -> Config:
+    """Defaults from config/cfg.ini, then the keys of `path`, then `section.key=value` overrides."""
+    values = _read_ini(DEFAULT_CONFIG)
+    if path is not None:
+        for section, keys in _read_ini(Path(path)).items():
+            values.setdefault(section, {}).update(keys)
+    for item in overrides:
+        section, key, value = _split_override(item)
+        values.setdefault(section, {})[key] = value
+    return config_from_dict(values)
+
+
+def config_from_dict(values: dict[str, dict]) -> Config:
+    """Build and validate a Config from {section: {key: value}} (strings or typed values)."""
+    unknown = sorted(set(values) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"unknown config section [{unknown[0]}]; valid sections: {', '.join(SECTIONS)}")
+    return Config(**{name: _build_section(name, cls, values.get(name, {})) for name, cls in SECTIONS.items()})
+
+
+def load_config_json(path: Path) -> Config:
+    """The config saved beside a model (config.json)."""
+    return config_from_dict(json.loads(Path(path).read_text("utf-8")))
+
+
+def _read_ini(path: Path) -> dict[str, dict[str, str]]:
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=None)
+    try:
+        parser.read(path, encoding="utf-8")
+    except configparser.Error as err:
+        raise ConfigError(f"cannot parse {path}: {err}") from None
+    return {section: dict(parser[section]) for section in parser.sections()}
+
+
+def _split_override(item: str) -> tuple[str, str, str]:
+    name, sep, value = item.partition("=")
+    section, dot, key = name.strip().partition(".")
+    if not sep or not dot or not section or not key:
+        raise ConfigError(f"bad override {item!r}: expected section.key=value, e.g. train.epochs=5")
+    return section, key, value.strip()
+
+
+def _build_section(name: str, cls: type, raw: dict):
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown config key {name}.{unknown[0]}; valid keys in [{name}]: {', '.join(fields)}")
+    missing = [key for key in fields if key not in raw]
+    if missing:
+        raise ConfigError(f"missing config key {name}.{missing[0]} (see config/cfg.ini)")
+    return cls(**{key: _convert(f"{name}.{key}", raw[key], hints[key], fields[key].metadata) for key in fields})
+
+
+def _convert(key: str, value, kind, rules):
+    try:
+        result = _parse(value, kind)
+    except (TypeError, ValueError):
+        raise ConfigError(f"config key {key} = {value!r} is not {_describe(kind)}") from None
+    for item in result if isinstance(result, list) else [result]:
+        _check(key, item, rules)
+    return result
+
+
+def _parse(value, kind):
+    if typing.get_origin(kind) is list:
+        (item_kind,) = typing.get_args(kind)
+        items = value if isinstance(value, list) else [v for v in str(value).split(",") if v.strip()]
+        return [_parse(item, item_kind) for item in items]
+    if kind == (int | None):
+        return None if value is None or str(value).strip() == "" else _parse(value, int)
+    if kind is bool:
+        return _parse_bool(value)
+    if kind is int:
+        if isinstance(value, float) or isinstance(value, bool):
+            raise ValueError(value)
+        return int(str(value).strip())
+    if kind is float:
+        if isinstance(value, bool):
+            raise ValueError(value)
+        return float(str(value).strip())
+    return str(value).strip()
+
+
+def _parse_bool(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ValueError(value)
+
+
+def _describe(kind) -> str:
+    if typing.get_origin(kind) is list:
+        plural = {int: "integers", float: "numbers"}.get(typing.get_args(kind)[0], "names")
+        return f"a comma-separated list of {plural}"
+    if kind == (int | None):
+        return "an integer or empty"
+    return {bool: "true or false", int: "an integer", float: "a number"}.get(kind, "a string")
+
+
+def _check(key: str, value, rules) -> None:
+    if value is None:
+        return
+    if "choices" in rules and value not in rules["choices"]:
+        valid = ", ".join(map(str, rules["choices"]))
+        raise ConfigError(f"config key {key} = {value!r} is not one of: {valid}")
+    if "range" in rules:
+        lo, hi = rules["range"]
+        if value < lo or (hi is not None and value > hi):
+            bounds = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+            raise ConfigError(f"config key {key} = {value!r} is out of range: must be {bounds}")

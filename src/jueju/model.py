@@ -1,0 +1,104 @@
+"""The network: integer windows -> embedding / one-hot -> stacked LSTM -> softmax over the vocabulary.
+
+Backend-agnostic Keras 3 (only `keras.ops`), so it trains and generates on
+TensorFlow, JAX and PyTorch. Saved as .keras and loaded in safe mode.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+from .config import Model
+
+log = logging.getLogger(__name__)
+
+
+@keras.saving.register_keras_serializable(package="jueju")
+class OneHot(layers.Layer):
+    """Ids -> one-hot vectors, computed on the device (the host only ever holds ids)."""
+
+    def __init__(self, depth: int, **kwargs):
+        super().__init__(**kwargs)
+        self.depth = depth
+
+    def call(self, ids):
+        return ops.one_hot(ops.cast(ids, "int32"), self.depth, dtype=self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape, self.depth)
+
+    def get_config(self):
+        return {**super().get_config(), "depth": self.depth}
+
+
+def build_model(spec: Model, vocab_size: int, window: int, embedding: np.ndarray | None = None) -> keras.Model:
+    """A functional model mapping (batch, window) int32 ids to (batch, vocab_size) next-character probabilities.
+
+    With spec.input == "word2vec", `embedding` (vocab_size x dim) initialises the embedding layer.
+    """
+    ids = keras.Input(shape=(window,), dtype="int32", name="ids")
+    x = _input_layer(spec, vocab_size, embedding)(ids)
+    for i, units in enumerate(spec.lstm_units):
+        last = i == len(spec.lstm_units) - 1
+        x = layers.LSTM(units, return_sequences=not last, name=f"lstm_{i + 1}")(x)
+        x = layers.Dropout(spec.dropout, name=f"dropout_{i + 1}")(x)
+    for i, units in enumerate(spec.dense_units):
+        x = layers.Dense(units, activation="relu", name=f"dense_{i + 1}")(x)
+        x = layers.Dropout(spec.dropout, name=f"dense_dropout_{i + 1}")(x)
+    # float32 softmax so mixed precision never rounds probabilities to zero
+    probs = layers.Dense(vocab_size, activation="softmax", dtype="float32", name="next_char")(x)
+    model = keras.Model(ids, probs, name="jueju_lstm")
+    if spec.input == "word2vec":
+        model.get_layer("embedding").set_weights([embedding])
+    return model
+
+
+def _input_layer(spec: Model, vocab_size: int, embedding: np.ndarray | None) -> layers.Layer:
+    if spec.input == "one-hot":
+        return OneHot(vocab_size, name="one_hot")
+    if spec.input == "word2vec":
+        if embedding is None or embedding.shape[0] != vocab_size:
+            raise ValueError("model.input = word2vec needs an embedding matrix with one row per vocabulary token")
+        return layers.Embedding(vocab_size, embedding.shape[1], trainable=spec.trainable_embedding, name="embedding")
+    return layers.Embedding(vocab_size, spec.embedding_dim, name="embedding")
+
+
+def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
+                  loss=keras.losses.SparseCategoricalCrossentropy())
+    return model
+
+
+def load_model(path: str | Path) -> keras.Model:
+    """Load a .keras file in safe mode; a damaged file gives an error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model at {path}")
+    try:
+        return keras.saving.load_model(path, safe_mode=True, compile=True)
+    except Exception as err:  # Keras raises many kinds for a truncated zip or bad JSON
+        raise ValueError(f"cannot load model {path}: the file is damaged or not a jueju model ({err})") from err
+
+
+def save_inference_model(model: keras.Model, path: str | Path) -> None:
+    """Save the weights and architecture only (no optimizer state): a third of the size, for generation."""
+    path = Path(path)
+    slim = keras.models.clone_model(model)
+    slim.set_weights(model.get_weights())
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    slim.save(tmp)
+    tmp.replace(path)
+
+
+def plot_model(model: keras.Model, path: str | Path) -> bool:
+    """Draw the model diagram; warn (and return False) when pydot or graphviz is missing."""
+    try:
+        keras.utils.plot_model(model, to_file=str(path), show_shapes=True, show_layer_names=True)
+        return True
+    except (ImportError, OSError) as err:
+        log.warning("model diagram not drawn (%s): install graphviz (apt-get install graphviz) to get %s", err, path)
+        return False

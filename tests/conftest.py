@@ -1,0 +1,38 @@
+"""Shared fixtures: where the real data is, and a tiny, fast configuration in tmp_path."""
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter out of test output
+
+import pytest
+
+from jueju.config import load_config
+
+TESTS = Path(__file__).resolve().parent
+SHARED_DATA = TESTS.parents[1] / "shared" / "data"
+TINY_CORPUS = TESTS / "fixtures" / "tiny"
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not (SHARED_DATA / "chinese-poetry").is_dir():
+        pytest.skip(f"real corpus not found at {SHARED_DATA} (it sits beside the checkout in CI)")
+    return SHARED_DATA
+
+
+def tiny_overrides(root: Path, **extra) -> list[str]:
+    """A configuration that trains in seconds on the tiny fixture corpus, writing only under `root`."""
+    values = {
+        "paths.raw_dir": root / "raw", "paths.data_dir": root / "data", "paths.model_dir": root / "models",
+        "paths.log_dir": root / "logs", "crawl.source": TINY_CORPUS / "poet.tang.0.json",
+        "dataset.vocab_size": 400, "dataset.valid_fraction": 0.1, "dataset.test_fraction": 0.1,
+        "word2vec.vector_size": 16, "word2vec.epochs": 2, "model.lstm_units": "32,32", "train.epochs": 2,
+        "train.batch_size": 64, "train.sample_count": 2, "train.patience": 0,
+    }
+    values.update(extra)
+    return [f"{key}={value}" for key, value in values.items()]
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    return load_config(overrides=tiny_overrides(tmp_path))

@@ -1,0 +1,83 @@
+"""End to end on the tiny corpus: prepare -> word2vec -> train 2 epochs -> resume -> generate."""
+import re
+
+import pytest
+
+from jueju.cli import main
+from jueju.dataset import Windows
+from jueju.generate import generate_poems, generate_poetry
+
+from conftest import tiny_overrides
+
+FIVE = re.compile(r"^[\u4e00-\u9fff]{5}，[\u4e00-\u9fff]{5}。[\u4e00-\u9fff]{5}，[\u4e00-\u9fff]{5}。$")
+pytestmark = pytest.mark.slow
+
+
+def cli(root, *args, **overrides):
+    sets = [arg for item in tiny_overrides(root, **overrides) for arg in ("--set", item)]
+    return main([*sets, *args])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run")
+    assert cli(root, "train") == 0
+    return root
+
+
+def test_training_writes_model_log_checkpoints_and_model(trained):
+    models = trained / "models" / "wuyan"
+    assert {p.name for p in models.iterdir()} >= {"model.keras", "vocab.json", "config.json", "checkpoints",
+                                                  "train_state.json"}
+    assert sorted(p.name for p in (models / "checkpoints").glob("*.keras")) == ["epoch_0001.keras", "epoch_0002.keras"]
+    log = (trained / "logs" / "model.log").read_text("utf-8")
+    for epoch in (1, 2):
+        block = re.search(rf"===== Epoch {epoch}  loss [\d.]+  val_loss [\d.]+  val_ppl [\d.]+  [\d.]+s =====\n"
+                          r"((?:.+\n)+?)===== End =====", log)
+        assert block, log
+        poems = block.group(1).splitlines()
+        assert len(poems) == 2 and all(FIVE.match(poem) for poem in poems)
+
+
+def test_prepared_artefacts(trained):
+    data = trained / "data" / "wuyan"
+    train = Windows.load(data / "train.npz")
+    assert train.x.shape[1] == 6 and len(train.y) == 24 * len((data / "train.txt").read_text("utf-8").split())
+    assert (data / "word2vec.txt").is_file() and (data / "manifest.json").is_file()
+
+
+def test_resume_continues_at_epoch_3(trained):
+    assert cli(trained, "train", "--resume", **{"train.epochs": 3}) == 0
+    log = (trained / "logs" / "model.log").read_text("utf-8")
+    assert "from epoch 3" in log and "===== Epoch 3 " in log
+    assert log.count("===== Epoch 1 ") == 1
+    assert (trained / "models" / "wuyan" / "checkpoints" / "epoch_0003.keras").is_file()
+
+
+def test_generate_poetry_gives_the_format_for_many_seeds(trained):
+    model_dir = trained / "models" / "wuyan"
+    for seed in range(20):
+        poem = generate_poetry("月暗竹亭幽，", model_dir=model_dir, seed=seed)
+        assert FIVE.match(poem) and poem.startswith("月暗竹亭幽，")
+    assert generate_poetry("月暗竹亭幽", model_dir=model_dir, seed=4) == generate_poetry(
+        "月暗竹亭幽", model_dir=model_dir, seed=4)
+    assert len(generate_poems("春眠不觉晓", 5, model_dir=model_dir)) == 5
+
+
+def test_cli_generate_prints_poems(trained, capsys):
+    assert cli(trained, "generate", "床前明月光", "白日依山尽", "--num", "3", "--seed", "1") == 0
+    lines = capsys.readouterr().out.split()
+    assert len(lines) == 6 and all(FIVE.match(line) for line in lines)
+
+
+def test_cli_errors_are_one_line(trained, capsys):
+    assert cli(trained, "generate", "床前明月") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "5 (五言)" in err and "Traceback" not in err
+    assert main(["--set", "train.nope=1", "train"]) == 2
+    assert "unknown config key train.nope" in capsys.readouterr().err
+
+
+def test_missing_model_says_how_to_train(tmp_path):
+    with pytest.raises(FileNotFoundError, match="jueju train"):
+        generate_poetry("床前明月光", model_dir=tmp_path)
