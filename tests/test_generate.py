@@ -15,7 +15,8 @@ FIVE = re.compile(r"^([\u4e00-\u9fff]{5})，([\u4e00-\u9fff]{5})。([\u4e00-\u9f
 
 @pytest.fixture(scope="module")
 def poet():
-    config = load_config(overrides=["model.input=embedding", "model.lstm_units=16", "model.embedding_dim=8"])
+    config = load_config(overrides=["model.input=embedding", "model.lstm_units=16", "model.embedding_dim=8",
+                                    "generate.rhyme=none", "generate.no_copy=false"])
     vocab = Vocab.build(POEMS, 200)
     return Poet(build_model(config.model, len(vocab), config.dataset.window), vocab, config)
 
@@ -54,7 +55,7 @@ def test_characters_outside_the_vocabulary_are_kept_as_given(poet):
 
 @pytest.mark.parametrize("bad, message", [
     ("", "empty"), ("   ", "empty"), ("，", "empty"), ("床前明月", "5"), ("床前明月光光", "5"),
-    ("moon light", "Han"), ("床前明月1", "Han"), ("床前🌙月光", "Han"), (None, "string"), (b"abc", "string"),
+    ("moon light", "Han"), ("床前明月1", "Han"), ("床前🌙月光", "Han"), (None, "first line or acrostic"), (b"abc", "string"),
     (12345, "string"), ("床前明月光疑是地上霜", "5"),
 ])
 def test_bad_first_lines_are_value_errors_that_say_why(poet, bad, message):

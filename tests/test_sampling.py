@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from jueju.sampling import ConstraintError, Greedy, Sampler, Temperature, TopK, TopP, make_sampler
+from jueju.sampling import Beam, ConstraintError, Greedy, Sampler, Temperature, TopK, TopP, make_sampler
 
 LOGITS = np.log(np.array([[0.05, 0.5, 0.3, 0.1, 0.05]]))
 
@@ -34,12 +34,54 @@ def test_top_p_draws_from_the_smallest_nucleus(p, support):
     assert set(np.flatnonzero(draws(TopP(p)))) == support
 
 
-@pytest.mark.parametrize("name", ["greedy", "temperature", "top_k", "top_p"])
+def table_model(table):
+    """A fake model whose next-token log-probabilities depend only on the previous token."""
+    with np.errstate(divide="ignore"):
+        table = np.log(np.asarray(table, dtype=float))
+    return lambda tokens, position: table[tokens[:, position - 1]]
+
+
+def run(sampler, table, length, seed=0, start=1, allowed=None):
+    tokens = np.zeros((1, length), dtype=np.int32)
+    everything = allowed or (lambda tokens, position: np.ones((len(tokens), len(table)), dtype=bool))
+    return sampler.run(table_model(table), tokens, start, np.full(length, -1), everything,
+                       np.random.default_rng(seed))
+
+
+# From token 0, greedy takes 1 (0.6) and then must go on with p = 0.4; the path through 2 (0.4 then 1.0)
+# is more probable overall (0.40 > 0.24): the classic case beam search exists for.
+TRAP = [[0.0, 0.6, 0.4], [0.0, 0.6, 0.4], [0.0, 0.0, 1.0]]
+
+
+def test_beam_finds_the_more_probable_path_greedy_misses():
+    greedy, greedy_score = run(Greedy(), TRAP, 3)
+    beam, beam_score = run(Beam(2), TRAP, 3)
+    assert greedy[0].tolist() == [0, 1, 1] and beam[0].tolist() == [0, 2, 2]
+    assert np.isclose(np.exp(beam_score[0]), 0.4) and np.isclose(np.exp(greedy_score[0]), 0.36)
+
+
+def test_beam_of_width_one_is_greedy():
+    assert run(Beam(1), TRAP, 4)[0].tolist() == run(Greedy(), TRAP, 4)[0].tolist()
+
+
+def test_beam_respects_masks_and_forced_positions():
+    forbid_2 = lambda tokens, position: np.tile([True, True, False], (len(tokens), 1))
+    tokens, _ = run(Beam(3), TRAP, 4, allowed=forbid_2)
+    assert 2 not in tokens[0, 1:]
+    forced = np.array([-1, -1, 0, -1])
+    out, _ = Beam(2).run(table_model(TRAP), np.zeros((2, 4), np.int32), 1, forced,
+                         lambda t, p: np.ones((len(t), 3), dtype=bool), np.random.default_rng(0))
+    assert out.shape == (2, 4) and (out[:, 2] == 0).all()
+
+
+@pytest.mark.parametrize("name", ["greedy", "temperature", "top_k", "top_p", "beam"])
 def test_samplers_never_pick_a_masked_token(name):
     sampler = make_sampler(name, temperature=1.0, top_k=3, top_p=0.9)
     logits = np.repeat(LOGITS, 500, axis=0)
     masked = np.where(np.arange(5) == 1, -np.inf, logits)  # the favourite is forbidden
     assert 1 not in sampler.choose(masked, np.random.default_rng(0))
+    tokens, _ = run(sampler, [[0.1, 0.9]] * 2, 6, allowed=lambda t, p: np.tile([True, False], (len(t), 1)))
+    assert tokens[0, 1:].tolist() == [0] * 5
 
 
 def test_loop_fills_positions_forces_punctuation_and_calls_model_only_when_needed():
@@ -55,8 +97,10 @@ def test_loop_fills_positions_forces_punctuation_and_calls_model_only_when_neede
     tokens[:, :2] = [4, 5]
     forced = np.array([-1, -1, -1, 9, -1, -1, -1, 9])
     allowed = lambda tokens, position: np.ones((len(tokens), 6), dtype=bool)
-    out = Greedy().run(next_logits, tokens, 2, forced, allowed, np.random.default_rng(0))
+    out, scores = Greedy().run(next_logits, tokens, 2, forced, allowed, np.random.default_rng(0))
     assert out[0].tolist() == [4, 5, 2, 9, 4, 5, 0, 9]
+    best = -np.log(1 + 5 * np.exp(-5.0))  # log-probability of the favourite under the fake model
+    assert np.allclose(scores, 4 * best)
     assert calls == [2, 4, 5, 6]
     assert tokens[0, 2] == 0  # the input is not modified
 
@@ -82,6 +126,8 @@ def test_impossible_constraint_is_a_clear_error():
     (lambda: TopK(0), "top_k"),
     (lambda: TopP(0.0), "top_p"),
     (lambda: Temperature(0.0), "temperature"),
+    (lambda: Temperature("hot"), "temperature"),
+    (lambda: Beam(0), "beam width"),
 ])
 def test_bad_sampler_settings(make, message):
     with pytest.raises(ValueError, match=message):

@@ -54,13 +54,26 @@ def _parser() -> argparse.ArgumentParser:
     start.add_argument("--finetune", metavar="PATH", help="start from this .keras model")
     train.set_defaults(run=_train)
 
-    generate = add("generate", help="write poems from first lines")
-    generate.add_argument("first_lines", nargs="+", metavar="FIRST_LINE", help="5 or 7 Han characters")
+    evaluate = add("evaluate", help="perplexity vs a trigram baseline and generation metrics on the test split")
+    evaluate.add_argument("--model", metavar="DIR", help="a trained model folder (default: models/<form>)")
+    evaluate.add_argument("--limit", type=int, help="use only the first N test poems")
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--out", metavar="FILE", help="JSON results (default: evaluation.json beside the model)")
+    evaluate.set_defaults(run=_evaluate)
+
+    generate = add("generate", help="write poems from first lines, or an acrostic")
+    generate.add_argument("first_lines", nargs="*", metavar="FIRST_LINE", help="5 or 7 Han characters")
+    generate.add_argument("--acrostic", metavar="CHARS", help="4 characters to open the 4 lines (藏头诗)")
+    generate.add_argument("--form", type=int, choices=(5, 7), default=5, help="line length for --acrostic")
     generate.add_argument("--num", type=int, help="poems per first line")
-    generate.add_argument("--sampler", help="greedy, temperature, top_k or top_p")
+    generate.add_argument("--sampler", help="greedy, temperature, top_k, top_p or beam")
     generate.add_argument("--temperature", type=float)
     generate.add_argument("--top-k", type=int)
     generate.add_argument("--top-p", type=float)
+    generate.add_argument("--beam-width", type=int)
+    generate.add_argument("--rhyme", help="pingshui, xin or none")
+    generate.add_argument("--tonal", action=argparse.BooleanOptionalAction, help="follow a standard tonal pattern")
+    generate.add_argument("--rerank", type=int, help="draw this many per poem and keep the most probable")
     generate.add_argument("--seed", type=int)
     generate.add_argument("--model", metavar="DIR", help="a trained model folder (default: models/<form>)")
     generate.set_defaults(run=_generate)
@@ -111,17 +124,33 @@ def _train(config, args):
           f"model in {config.model_dir}")
 
 
+def _evaluate(config, args):
+    from pathlib import Path
+
+    from .evaluate import format_table, run_evaluation, write_results
+
+    model_dir = Path(args.model) if args.model else config.model_dir
+    results = run_evaluation(model_dir, config.data_dir, limit=args.limit, seed=args.seed)
+    out = Path(args.out) if args.out else model_dir / "evaluation.json"
+    write_results(results, out)
+    print(format_table(results))
+    print(f"results in {out}")
+
+
 def _generate(config, args):
     from .config import FORMS
     from .generate import get_poet, normalise_first_line
 
-    settings = config.generate
-    options = dict(sampler=args.sampler or settings.sampler,
-                   temperature=settings.temperature if args.temperature is None else args.temperature,
-                   top_k=settings.top_k if args.top_k is None else args.top_k,
-                   top_p=settings.top_p if args.top_p is None else args.top_p,
-                   seed=settings.seed if args.seed is None else args.seed, no_repeat=settings.no_repeat)
-    for first_line in args.first_lines:
-        line = normalise_first_line(first_line)
-        model_dir = args.model or config.path(config.paths.model_dir) / FORMS[len(line)]
-        print("\n".join(get_poet(model_dir).poems(line, args.num or settings.num, **options)))
+    if bool(args.first_lines) == bool(args.acrostic):
+        raise ValueError("give first lines or --acrostic CHARS (not both)")
+    options = {name: getattr(args, name) for name in ("sampler", "temperature", "top_k", "top_p", "beam_width",
+                                                      "rhyme", "tonal", "rerank", "seed")}
+    # what the command line leaves out comes from the user's config, not the model's
+    options = {name: getattr(config.generate, name) if value is None else value for name, value in options.items()}
+    options["no_repeat"], options["no_copy"] = config.generate.no_repeat, config.generate.no_copy
+    requests = [(line, len(normalise_first_line(line))) for line in args.first_lines] or [(None, args.form)]
+    for first_line, length in requests:
+        model_dir = args.model or config.path(config.paths.model_dir) / FORMS[length]
+        poet = get_poet(model_dir)
+        print("\n".join(poet.poems(first_line, config.generate.num if args.num is None else args.num,
+                                     acrostic=args.acrostic, **options)))

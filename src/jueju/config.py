@@ -106,10 +106,16 @@ class Train:
 
 @dataclass
 class Generate:
-    sampler: str = field(metadata=_choices("greedy", "temperature", "top_k", "top_p"))
+    sampler: str = field(metadata=_choices("greedy", "temperature", "top_k", "top_p", "beam"))
     temperature: float = field(metadata=_range(0.01, 10.0))
     top_k: int = field(metadata=_range(1))
     top_p: float = field(metadata=_range(0.01, 1.0))
+    beam_width: int = field(metadata=_range(1, 64))
+    rhyme: str = field(metadata=_choices("pingshui", "xin", "none"))
+    rhyme_first_line: bool
+    tonal: bool
+    no_copy: bool
+    rerank: int = field(metadata=_range(1, 64))
     no_repeat: bool
     num: int = field(metadata=_range(1, 10_000))
     seed: int | None
@@ -182,8 +188,11 @@ def config_from_dict(values: dict[str, dict]) -> Config:
 
 
 def load_config_json(path: Path) -> Config:
-    """The config saved beside a model (config.json)."""
-    return config_from_dict(json.loads(Path(path).read_text("utf-8")))
+    """The config saved beside a model (config.json); keys it predates take today's defaults."""
+    values = _read_ini(DEFAULT_CONFIG)
+    for section, keys in json.loads(Path(path).read_text("utf-8")).items():
+        values.setdefault(section, {}).update(keys)
+    return config_from_dict(values)
 
 
 def _read_ini(path: Path) -> dict[str, dict[str, str]]:
@@ -192,8 +201,9 @@ def _read_ini(path: Path) -> dict[str, dict[str, str]]:
     parser = configparser.ConfigParser(interpolation=None, inline_comment_prefixes=None)
     try:
         parser.read(path, encoding="utf-8")
-    except configparser.Error as err:
-        raise ConfigError(f"cannot parse {path}: {err}") from None
+    except (configparser.Error, UnicodeDecodeError) as err:
+        reason = " ".join(str(err).split())  # configparser's messages span lines
+        raise ConfigError(f"cannot parse {path} as an .ini file: {reason}") from None
     return {section: dict(parser[section]) for section in parser.sections()}
 
 

@@ -52,6 +52,13 @@ MAX_RETRY_AFTER = 60.0
 MAX_REDIRECTS = 5
 #: How many failures the one-line summary names before it says "and N more".
 SUMMARY_MAX_NAMED = 3
+#: Default total time one file may take, all attempts and waits included. A
+#: server that trickles bytes slowly never trips the per-read ``timeout``;
+#: this bounds it. Generous: the largest upstream file is a few megabytes.
+DEFAULT_DEADLINE = 900.0
+#: Media types that are an error or login page, never a poem file (upstream
+#: serves its JSON as text/plain or application/json).
+HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
 def collection_files(collection: str) -> list[str]:
@@ -109,6 +116,7 @@ def crawl(
     retries: int = 4,
     backoff: float = 1.0,
     max_bytes: int = 20_000_000,
+    deadline: float = DEFAULT_DEADLINE,
     progress: bool = True,
 ) -> CrawlSummary:
     """Download every file of ``collections`` from ``base_url`` into ``out_dir``.
@@ -119,19 +127,22 @@ def crawl(
     and 429, bodies that are not valid JSON); the wait before retry ``k``
     (0-based) is ``backoff * 2**k`` plus a little jitter, or the server's
     numeric Retry-After (at most MAX_RETRY_AFTER seconds). Other failures are
-    not retried. Failures never raise: they are logged and listed in the
-    returned summary.
+    not retried. ``deadline`` bounds the total time spent on one file, all
+    attempts and waits included: a server that trickles its body slowly (and
+    so never trips ``timeout``, which is per read) is given up on once it
+    passes, and no retry starts or waits past it. Failures never raise: they
+    are logged and listed in the returned summary.
 
     Raises ValueError for an unknown collection or a bad argument, before any
     request is made, and OSError when ``out_dir`` cannot be created.
     """
-    _check_arguments(base_url, workers, timeout, retries, backoff, max_bytes)
+    _check_arguments(base_url, workers, timeout, retries, backoff, max_bytes, deadline)
     jobs = _plan_jobs(base_url, Path(out_dir), collections)
     for directory in {job.dest.parent for job in jobs}:
         directory.mkdir(parents=True, exist_ok=True)
         _remove_stale_temp_files(directory)
 
-    policy = _RetryPolicy(retries=retries, backoff=backoff)
+    policy = _RetryPolicy(retries=retries, backoff=backoff, deadline=deadline)
     outcomes: dict[str, _Outcome] = {}
     with _make_client(timeout, workers) as client, tqdm(
         total=len(jobs), desc="chinese-poetry", unit="file", disable=not progress
@@ -171,7 +182,8 @@ class _Outcome:
 
 
 def _check_arguments(
-    base_url: str, workers: int, timeout: float, retries: int, backoff: float, max_bytes: int
+    base_url: str, workers: int, timeout: float, retries: int, backoff: float, max_bytes: int,
+    deadline: float,
 ) -> None:
     if not base_url.startswith(("http://", "https://")):
         raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
@@ -185,6 +197,8 @@ def _check_arguments(
         raise ValueError(f"backoff must be 0 or more, got {backoff}")
     if max_bytes < 1:
         raise ValueError(f"max_bytes must be positive, got {max_bytes}")
+    if not deadline > 0:
+        raise ValueError(f"deadline must be positive, got {deadline}")
 
 
 def _plan_jobs(base_url: str, out_dir: Path, collections: Iterable[str]) -> list[_Job]:
@@ -232,9 +246,32 @@ class _PermanentError(Exception):
 
 
 @dataclass(frozen=True)
+class _Deadline:
+    """When the time for one file runs out (time.monotonic() clock)."""
+
+    seconds: float
+    at: float
+
+    @classmethod
+    def start(cls, seconds: float) -> "_Deadline":
+        return cls(seconds, time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def error(self) -> _PermanentError:
+        return _PermanentError(f"took longer than the {self.seconds:g} s deadline per file")
+
+    def check(self) -> None:
+        if self.remaining() <= 0:
+            raise self.error()
+
+
+@dataclass(frozen=True)
 class _RetryPolicy:
     retries: int
     backoff: float
+    deadline: float = DEFAULT_DEADLINE  # seconds per file, all attempts and waits included
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
@@ -287,20 +324,27 @@ def _is_complete(path: Path) -> bool:
 def _download_with_retries(
     client: httpx.Client, job: _Job, policy: _RetryPolicy, max_bytes: int
 ) -> None:
+    deadline = _Deadline.start(policy.deadline)
     for attempt in range(policy.retries + 1):
         try:
-            _download_once(client, job, max_bytes)
+            deadline.check()
+            _download_once(client, job, max_bytes, deadline)
             return
         except _TransientError as exc:
+            attempts = "1 attempt" if attempt == 0 else f"{attempt + 1} attempts"
             if attempt == policy.retries:
-                attempts = "1 attempt" if attempt == 0 else f"{attempt + 1} attempts"
                 raise _PermanentError(f"{exc} (gave up after {attempts})") from exc
             delay = policy.delay(attempt, exc.retry_after)
+            if delay >= deadline.remaining():
+                raise _PermanentError(
+                    f"{exc} (gave up after {attempts}: the next one would start after "
+                    f"the {policy.deadline:g} s deadline per file)"
+                ) from exc
             logger.info("%s: %s; retrying in %.2f s", job.name, exc, delay)
             time.sleep(delay)
 
 
-def _download_once(client: httpx.Client, job: _Job, max_bytes: int) -> None:
+def _download_once(client: httpx.Client, job: _Job, max_bytes: int, deadline: _Deadline) -> None:
     """Fetch one file into a temporary sibling and move it into place only once valid."""
     # Same directory as the destination so os.replace is an atomic rename;
     # the leading dot and ".part-" mark it as ours and not yet a poem file.
@@ -308,7 +352,7 @@ def _download_once(client: httpx.Client, job: _Job, max_bytes: int) -> None:
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
-            _stream_body(client, job.url, out, max_bytes)
+            _stream_body(client, job.url, out, max_bytes, deadline)
             out.flush()
             os.fsync(out.fileno())  # the rename must not land before the data
         _validate(tmp)
@@ -317,18 +361,28 @@ def _download_once(client: httpx.Client, job: _Job, max_bytes: int) -> None:
         tmp.unlink(missing_ok=True)  # a no-op after a successful replace
 
 
-def _stream_body(client: httpx.Client, url: str, out: BinaryIO, max_bytes: int) -> None:
+def _stream_body(
+    client: httpx.Client, url: str, out: BinaryIO, max_bytes: int, deadline: _Deadline
+) -> None:
+    # No single wait may outlast the file's deadline either.
+    timeout = client.timeout
+    if deadline.remaining() < (timeout.read or math.inf):
+        timeout = httpx.Timeout(max(deadline.remaining(), 0.001))
     try:
-        with client.stream("GET", url) as response:
+        with client.stream("GET", url, timeout=timeout) as response:
             _check_status(response)
-            _copy_capped(response, out, max_bytes)
+            _check_content_type(response)
+            _copy_capped(response, out, max_bytes, deadline)
     except httpx.TimeoutException as exc:
+        deadline.check()
         raise _TransientError(f"timed out ({type(exc).__name__})") from exc
     except httpx.UnsupportedProtocol as exc:
         raise _PermanentError(f"unsupported URL: {exc}") from exc
     except httpx.TooManyRedirects as exc:
         raise _PermanentError(f"more than {MAX_REDIRECTS} redirects") from exc
-    except (httpx.TransportError, httpx.DecodingError) as exc:
+    except httpx.DecodingError as exc:
+        raise _TransientError(f"undecodable body (bad Content-Encoding?): {exc}") from exc
+    except httpx.TransportError as exc:
         raise _TransientError(f"connection error: {exc}") from exc
 
 
@@ -340,6 +394,13 @@ def _check_status(response: httpx.Response) -> None:
         retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
         raise _TransientError(f"HTTP {code}", retry_after)
     raise _PermanentError(f"HTTP {code}")
+
+
+def _check_content_type(response: httpx.Response) -> None:
+    """Refuse an HTML page served with 200 (a proxy's or portal's error page): it is never a poem file."""
+    media_type = response.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    if media_type in HTML_TYPES:
+        raise _PermanentError(f"got an HTML page ({media_type}), not a JSON file")
 
 
 def _retry_after_seconds(value: str | None) -> float | None:
@@ -355,17 +416,18 @@ def _retry_after_seconds(value: str | None) -> float | None:
     return min(seconds, MAX_RETRY_AFTER)
 
 
-def _copy_capped(response: httpx.Response, out: BinaryIO, max_bytes: int) -> None:
+def _copy_capped(response: httpx.Response, out: BinaryIO, max_bytes: int, deadline: _Deadline) -> None:
     too_big = _PermanentError(f"body larger than {max_bytes} bytes")
     declared = response.headers.get("Content-Length", "")
     # Refuse early when the server announces it; still count, as it may lie.
     if declared.isdigit() and int(declared) > max_bytes:
         raise too_big
     size = 0
-    for chunk in response.iter_bytes():
+    for chunk in response.iter_bytes():  # decoded bytes: a compression bomb is capped too
         size += len(chunk)
         if size > max_bytes:
             raise too_big
+        deadline.check()  # a trickling body never trips the per-read timeout
         out.write(chunk)
 
 

@@ -21,23 +21,32 @@ class ConstraintError(ValueError):
 
 
 class Sampler:
-    """Fills tokens[:, start:] one position at a time; `forced[p] >= 0` fixes position p to that id."""
+    """Fills tokens[:, start:] one position at a time; `forced[row, p] >= 0` fixes that id there.
+
+    `run` returns the tokens and, per row, the model's total log-probability of the
+    ids it chose (forced ids excluded), for reranking.
+    """
 
     def __init__(self, temperature: float = 1.0):
-        if temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+        if not isinstance(temperature, (int, float)) or not temperature > 0:
+            raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
         self.temperature = temperature
 
     def run(self, next_logits: NextLogits, tokens: np.ndarray, start: int, forced: np.ndarray,
-            allowed: Allowed, rng: np.random.Generator) -> np.ndarray:
-        tokens = tokens.copy()
+            allowed: Allowed, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        tokens, scores = tokens.copy(), np.zeros(len(tokens))
+        forced = np.broadcast_to(forced, tokens.shape)
         for position in range(start, tokens.shape[1]):
-            if forced[position] >= 0:
-                tokens[:, position] = forced[position]
+            fixed = forced[:, position] >= 0
+            if fixed.all():  # punctuation, acrostic heads: no model step needed
+                tokens[:, position] = forced[:, position]
                 continue
-            logits = mask_logits(next_logits(tokens, position), allowed(tokens, position))
-            tokens[:, position] = self.choose(logits, rng)
-        return tokens
+            log_probs = log_softmax(next_logits(tokens, position))
+            mask = allowed(tokens, position) | fixed[:, None]
+            chosen = np.where(fixed, forced[:, position], self.choose(mask_logits(log_probs, mask), rng))
+            tokens[:, position] = chosen
+            scores += np.where(fixed, 0.0, log_probs[np.arange(len(tokens)), chosen])
+        return tokens, scores
 
     def choose(self, logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Ids (batch,) from masked logits (batch, vocab); -inf marks forbidden ids."""
@@ -56,8 +65,8 @@ class Temperature(Sampler):
 class TopK(Sampler):
     def __init__(self, k: int = 20, temperature: float = 1.0):
         super().__init__(temperature)
-        if k < 1:
-            raise ValueError(f"top_k must be at least 1, got {k}")
+        if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+            raise ValueError(f"top_k must be an integer of at least 1, got {k!r}")
         self.k = k
 
     def choose(self, logits, rng):
@@ -69,8 +78,8 @@ class TopK(Sampler):
 class TopP(Sampler):
     def __init__(self, p: float = 0.9, temperature: float = 1.0):
         super().__init__(temperature)
-        if not 0 < p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {p}")
+        if not isinstance(p, (int, float)) or not 0 < p <= 1:
+            raise ValueError(f"top_p must be a number in (0, 1], got {p!r}")
         self.p = p
 
     def choose(self, logits, rng):
@@ -83,16 +92,55 @@ class TopP(Sampler):
         return super().choose(np.where(keep, logits, -np.inf), rng)
 
 
-SAMPLERS = {"greedy": Greedy, "temperature": Temperature, "top_k": TopK, "top_p": TopP}
+class Beam(Sampler):
+    """Keeps the `width` most probable partial poems per row; returns the best. Deterministic."""
+
+    def __init__(self, width: int = 4, temperature: float = 1.0):
+        super().__init__(temperature)
+        if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+            raise ValueError(f"beam width must be an integer of at least 1, got {width!r}")
+        self.width = width
+
+    def run(self, next_logits, tokens, start, forced, allowed, rng):
+        rows, width, length = len(tokens), self.width, tokens.shape[1]
+        beams = np.repeat(tokens, width, axis=0)
+        forced = np.repeat(np.broadcast_to(forced, tokens.shape), width, axis=0)
+        scores = np.tile(np.r_[0.0, np.full(width - 1, -np.inf)], rows)  # all beams start as one
+        for position in range(start, length):
+            fixed = forced[:, position] >= 0
+            if fixed.all():
+                beams[:, position] = forced[:, position]
+                continue
+            log_probs = np.where(allowed(beams, position), log_softmax(next_logits(beams, position)), -np.inf)
+            pinned = np.full_like(log_probs, -np.inf)
+            pinned[np.arange(len(beams)), np.maximum(forced[:, position], 0)] = 0.0
+            log_probs = np.where(fixed[:, None], pinned, log_probs)  # a fixed id costs nothing
+            totals = (scores[:, None] + log_probs).reshape(rows, -1)  # (rows, width * vocab)
+            if not np.isfinite(totals).any(axis=-1).all():  # judged on live beams only
+                raise ConstraintError("no character satisfies the constraints at this position")
+            best = np.argsort(-totals, axis=-1)[:, :width]
+            source, token = np.divmod(best, log_probs.shape[-1])
+            beams = beams.reshape(rows, width, length)[np.arange(rows)[:, None], source].reshape(-1, length)
+            beams[:, position] = token.reshape(-1)
+            scores = np.take_along_axis(totals, best, axis=-1).reshape(-1)
+        top = scores.reshape(rows, width).argmax(axis=-1)
+        pick = np.arange(rows) * width + top
+        return beams[pick], scores[pick]
 
 
-def make_sampler(name: str, temperature: float = 1.0, top_k: int = 20, top_p: float = 0.9) -> Sampler:
+SAMPLERS = {"greedy": Greedy, "temperature": Temperature, "top_k": TopK, "top_p": TopP, "beam": Beam}
+
+
+def make_sampler(name: str, temperature: float = 1.0, top_k: int = 20, top_p: float = 0.9,
+                 beam_width: int = 4) -> Sampler:
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; valid: {', '.join(SAMPLERS)}")
     if name == "top_k":
         return TopK(top_k, temperature)
     if name == "top_p":
         return TopP(top_p, temperature)
+    if name == "beam":
+        return Beam(beam_width, temperature)
     return SAMPLERS[name](temperature)
 
 
@@ -106,6 +154,11 @@ def mask_logits(logits: np.ndarray, allowed: np.ndarray) -> np.ndarray:
 def gumbel_argmax(logits: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A draw from softmax(logits) per row, vectorised: argmax of logits plus Gumbel noise."""
     return (logits + rng.gumbel(size=logits.shape)).argmax(axis=-1)
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -62,19 +63,55 @@ def train(config: Config, resume: bool = False, finetune: str | Path | None = No
         return state
     vocab.save(out / "vocab.json")
     config.save_json(out / "config.json")
+    lines = training_lines(read_poems(data / "train.txt"))
+    write_text_atomic(out / "train_lines.txt", "\n".join(lines) + "\n")
     plot_model(model, out / "model.png")
     log.info("backend %s, devices %s", keras.backend.backend(), keras.distribution.list_devices())
     log.info("training on %d windows, validating on %d", len(train_set.y), len(valid_set.y))
-    callbacks = [Checkpointer(config, state), TrainingLog(config, vocab, state)]
-    model.fit(train_set.x, train_set.y, batch_size=config.train.batch_size, epochs=config.train.epochs,
-              steps_per_epoch=config.train.steps_per_epoch or None, initial_epoch=state.epoch,
-              validation_data=(valid_set.x, valid_set.y), shuffle=True,
-              callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)  # no progress bars in logs
+    callbacks = [Checkpointer(config, state), TrainingLog(config, vocab, state, set(lines))]
+    try:
+        model.fit(train_set.x, train_set.y, batch_size=config.train.batch_size, epochs=config.train.epochs,
+                  steps_per_epoch=config.train.steps_per_epoch or None, initial_epoch=state.epoch,
+                  validation_data=(valid_set.x, valid_set.y), shuffle=True,
+                  callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)  # no progress bars in logs
+    except KeyboardInterrupt:
+        save_interrupted(model, callbacks[0].state, config)
+        raise  # the caller (the CLI) exits with 130 and no traceback
     return callbacks[0].state
+
+
+def save_interrupted(model: keras.Model, state: TrainState, config: Config) -> Path:
+    """Ctrl-C during fit: save the model as a checkpoint that --resume picks up, and say how to resume.
+
+    The checkpoint carries the number of the last *completed* epoch (state.epoch), never that of
+    the interrupted one: --resume then runs the interrupted epoch again in full, starting from the
+    weights as they were at Ctrl-C (so the steps already taken are kept, as a warm start), and
+    validation, the best model and early stopping see only whole epochs. Numbering it as the
+    interrupted epoch would make --resume skip the rest of that epoch. It replaces that epoch's
+    checkpoint; if Ctrl-C came during the end-of-epoch callbacks, state.epoch already counts
+    that epoch, and the save is of its finished weights. Ctrl-C before the first epoch ends
+    saves epoch_0000.keras, and --resume starts at epoch 1.
+    """
+    folder = config.model_dir / "checkpoints"
+    path = folder / f"epoch_{state.epoch:04d}.keras"
+    tmp = folder / f".epoch_{state.epoch:04d}.tmp.keras"
+    model.save(tmp)  # a second Ctrl-C here leaves only the temporary file, which --resume ignores
+    tmp.replace(path)
+    state.save(config.model_dir / "train_state.json")  # best_val_loss etc. as of the last epoch end
+    log.warning("training interrupted: saved %s; run the same command with --resume (e.g. `jueju train --resume`) "
+                "to continue at epoch %d", path, state.epoch + 1)
+    return path
+
+
+def training_lines(poems: list[str]) -> list[str]:
+    """The distinct lines of the training poems (what generation's no_copy checks against)."""
+    return sorted({line for poem in poems for line in re.split("[，。]", poem) if line})
 
 
 def _starting_point(config: Config, vocab: Vocab, resume: bool, finetune) -> tuple[keras.Model, TrainState]:
     out = config.model_dir
+    for stale in (out / "checkpoints").glob(".epoch_*.tmp.keras"):
+        stale.unlink(missing_ok=True)  # a save cut short by a kill; never a checkpoint
     if resume:
         found = latest_checkpoint(out / "checkpoints")
         if found is not None:
@@ -95,11 +132,17 @@ def _starting_point(config: Config, vocab: Vocab, resume: bool, finetune) -> tup
 
 
 def latest_checkpoint(folder: Path) -> tuple[keras.Model, int] | None:
-    """The newest checkpoint that loads, with its epoch; a damaged one is reported and skipped."""
-    for path in sorted(folder.glob("epoch_*.keras"), reverse=True):
+    """The newest checkpoint that loads, with its epoch; a damaged one is reported and skipped.
+
+    Only files named epoch_<number>.keras count, newest by number (not by name: epoch_10000
+    comes after epoch_9999); temporary files of a save cut short start with a dot and never match.
+    """
+    numbered = [(int(path.stem[len("epoch_"):]), path) for path in folder.glob("epoch_*.keras")
+                if path.stem[len("epoch_"):].isdecimal()]
+    for epoch, path in sorted(numbered, reverse=True):
         try:
-            return load_model(path), int(path.stem.split("_")[1])
-        except ValueError as err:
+            return load_model(path), epoch
+        except (ValueError, OSError) as err:  # damaged, or not a file (e.g. a folder of that name)
             log.error("%s; falling back to the previous checkpoint", err)
     return None
 
@@ -145,9 +188,9 @@ class Checkpointer(keras.callbacks.Callback):
 class TrainingLog(keras.callbacks.Callback):
     """logs/model.log: a line per epoch, and sample poems from validation first lines every few epochs."""
 
-    def __init__(self, config: Config, vocab: Vocab, state: TrainState):
+    def __init__(self, config: Config, vocab: Vocab, state: TrainState, train_lines: set[str]):
         super().__init__()
-        self.config, self.vocab = config, vocab
+        self.config, self.vocab, self.train_lines = config, vocab, train_lines
         config.log_dir.mkdir(parents=True, exist_ok=True)
         self.path = config.log_dir / "model.log"
         self.first_lines = self._sample_first_lines()
@@ -169,7 +212,7 @@ class TrainingLog(keras.callbacks.Callback):
         summary = f"Epoch {epoch + 1}  loss {loss:.4f}  val_loss {val_loss:.4f}  val_ppl {math.exp(val_loss):.1f}"
         every = self.config.train.sample_every
         if every and (epoch + 1) % every == 0:
-            poet = Poet(self.model, self.vocab, self.config)
+            poet = Poet(self.model, self.vocab, self.config, self.train_lines)
             poems = [poet.poem(line, seed=self.config.train.seed + i) for i, line in enumerate(self.first_lines)]
             self._write("\n".join([f"===== {summary}  {seconds:.1f}s =====", *poems, "===== End ====="]))
         else:

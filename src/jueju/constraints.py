@@ -1,0 +1,190 @@
+"""Decoding constraints: which vocabulary ids may stand at a position, as boolean masks.
+
+Each constraint looks at the tokens written so far and the position to fill, and
+returns a (rows, vocab) mask, or None where it has nothing to say. The decoder ANDs
+them, so a poem can only come out in the right form: Han characters inside lines,
+no character twice, rhyme at the rhyme positions, the tones of a standard pattern,
+no line copied from the training corpus.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where things stand in a poem of 4 lines of `line_length` characters, each followed by its mark."""
+
+    line_length: int
+
+    @property
+    def length(self) -> int:
+        return 4 * (self.line_length + 1)
+
+    def start(self, line: int) -> int:
+        return line * (self.line_length + 1)
+
+    def end(self, line: int) -> int:
+        """Position of the last character of `line` (0-based lines)."""
+        return self.start(line) + self.line_length - 1
+
+    def line_and_column(self, position: int) -> tuple[int, int]:
+        return divmod(position, self.line_length + 1)
+
+
+class Constraint:
+    def allowed(self, tokens: np.ndarray, position: int) -> np.ndarray | None:
+        raise NotImplementedError
+
+
+class Characters(Constraint):
+    """Only these ids (e.g. the vocabulary's Han characters) anywhere."""
+
+    def __init__(self, mask: np.ndarray):
+        self.mask = mask
+
+    def allowed(self, tokens, position):
+        return np.broadcast_to(self.mask, (len(tokens), len(self.mask)))
+
+
+class NoRepeat(Constraint):
+    """No id that already stands earlier in the row (except those in `exempt`, e.g. <unk>)."""
+
+    def __init__(self, vocab_size: int, exempt: tuple[int, ...] = ()):
+        self.vocab_size, self.exempt = vocab_size, list(exempt)
+
+    def allowed(self, tokens, position):
+        mask = np.ones((len(tokens), self.vocab_size), dtype=bool)
+        np.put_along_axis(mask, tokens[:, :position], False, axis=-1)
+        mask[:, self.exempt] = True
+        return mask
+
+
+class Rhyme(Constraint):
+    """The last characters of lines 2 and 4 (and 1 with `first_line`) share a rhyme group and are level (平).
+
+    The first rhyme position of a poem may take any level character the table knows;
+    later ones must rhyme with it. Characters the table lacks are never chosen there.
+    """
+
+    def __init__(self, tokens: list[str], layout: Layout, scheme: str, first_line: bool = False):
+        self.tokens, self.scheme = tokens, scheme
+        self.positions = [layout.end(line) for line in ((0, 1, 3) if first_line else (1, 3))]
+        self._rhyming: dict[int, np.ndarray] = {}  # id of the first rhyme character -> its mask
+
+    @cached_property
+    def level(self) -> np.ndarray:
+        from .prosody import allowed_mask
+
+        return allowed_mask(self.tokens, tone="平", scheme=self.scheme)
+
+    def rhyming(self, char_id: int) -> np.ndarray:
+        from .prosody import allowed_mask
+
+        if char_id not in self._rhyming:
+            self._rhyming[char_id] = allowed_mask(self.tokens, rhyme_with=self.tokens[char_id], tone="平",
+                                                  scheme=self.scheme)
+        return self._rhyming[char_id]
+
+    def allowed(self, tokens, position):
+        if position not in self.positions:
+            return None
+        first = self.positions[0]
+        if position == first:
+            return np.broadcast_to(self.level, (len(tokens), len(self.level)))
+        return np.stack([self.rhyming(int(char_id)) for char_id in tokens[:, first]])
+
+
+class Tones(Constraint):
+    """Each row follows its own tonal pattern ('平'/'仄' per character, '?' where free)."""
+
+    def __init__(self, tokens: list[str], layout: Layout, patterns: list[str], scheme: str = "pingshui"):
+        from .prosody import allowed_mask
+
+        self.layout, self.patterns = layout, patterns  # one tonal_template per row
+        self.masks = {tone: allowed_mask(tokens, tone=tone, scheme=scheme) for tone in ("平", "仄")}
+
+    def allowed(self, tokens, position):
+        line, column = self.layout.line_and_column(position)
+        if column >= self.layout.line_length:
+            return None
+        wanted = [pattern[line * self.layout.line_length + column] for pattern in self.patterns]
+        if all(tone == "?" for tone in wanted):
+            return None
+        full = np.ones(len(self.masks["平"]), dtype=bool)
+        return np.stack([self.masks.get(tone, full) for tone in wanted])
+
+
+class NoCopy(Constraint):
+    """No line (after the first) may be a line of the training corpus, checked at each line's last character."""
+
+    def __init__(self, train_lines: set[str], layout: Layout, tokens: list[str], vocab_ids: dict[str, int]):
+        self.layout, self.tokens = layout, tokens
+        self.ends = {layout.end(line) for line in (1, 2, 3)}
+        self.last_chars: dict[str, list[int]] = {}
+        for line in train_lines:
+            if len(line) == layout.line_length and line[-1] in vocab_ids:
+                self.last_chars.setdefault(line[:-1], []).append(vocab_ids[line[-1]])
+
+    def allowed(self, tokens, position):
+        if position not in self.ends:
+            return None
+        start = position - self.layout.line_length + 1
+        mask = np.ones((len(tokens), len(self.tokens)), dtype=bool)
+        for row, ids in enumerate(tokens[:, start:position]):
+            banned = self.last_chars.get("".join(self.tokens[i] for i in ids))
+            if banned:
+                mask[row, banned] = False
+        return mask
+
+
+def combine(constraints: list[Constraint]):
+    """One `allowed(tokens, position)` function: the AND of every constraint's mask."""
+
+    def allowed(tokens: np.ndarray, position: int) -> np.ndarray:
+        mask = None
+        for constraint in constraints:
+            part = constraint.allowed(tokens, position)
+            if part is not None:
+                mask = part.copy() if mask is None else mask & part
+        return mask
+
+    return allowed
+
+
+def tonal_template(lines: tuple[str, ...], line_length: int, lenient: bool = True) -> str:
+    """A pattern's 4 lines as one string of 平/仄 per character, '?' where the tone is free (一三五不论)."""
+    from .prosody import FREE_POSITIONS
+
+    free = FREE_POSITIONS[line_length] if lenient else ()
+    return "".join("?" if column in free else tone for line in lines for column, tone in enumerate(line))
+
+
+def choose_patterns(givens: list[dict[int, str]], layout: Layout, rng: np.random.Generator,
+                    rhyme_first_line: bool = False, scheme: str = "pingshui") -> list[str]:
+    """A tonal template per poem: one the given first line fits best, else one drawn at random."""
+    from .prosody import TONAL_PATTERNS
+
+    n = layout.line_length
+    templates = [tonal_template(lines, n) for lines in TONAL_PATTERNS[n].values()]
+    if rhyme_first_line:  # line 1 then ends in a level tone, like lines 2 and 4
+        templates = [t for t in templates if t[n - 1] == "平"]
+    chosen = []
+    for given in givens:
+        fitting = templates
+        if all(column in given for column in range(n)):
+            misfits = [_misfits(t, given, n, scheme) for t in templates]
+            fitting = [t for t, count in zip(templates, misfits) if count == min(misfits)]
+        chosen.append(fitting[rng.integers(len(fitting))])
+    return chosen
+
+
+def _misfits(template: str, given: dict[int, str], line_length: int, scheme: str) -> int:
+    """Characters of the given first line whose known tones the template's first line rules out."""
+    from .prosody import tones
+
+    wanted = [(template[c], tones(given[c], scheme)) for c in range(line_length)]
+    return sum(1 for tone, have in wanted if tone != "?" and have and tone not in have)

