@@ -115,6 +115,8 @@ def make_handler(up: Faulty) -> type[BaseHTTPRequestHandler]:
                         break
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
                 self.close_connection = True
+            elif kind == "bad-gzip":  # says gzip, is not
+                self.send(200, body, {"Content-Encoding": "gzip"})
             elif kind == "gzip-bomb":  # 20 kB on the wire, 20 MB decoded
                 packed = gzip.compress(b"[" + b" " * 20_000_000, compresslevel=9)
                 self.send(200, packed, {"Content-Encoding": "gzip", "Content-Type": "application/json"})
@@ -226,6 +228,7 @@ def test_a_transient_fault_once_is_retried_and_fetched(up, out, fault):
     ("status:503", "HTTP 503"),
     ("notjson", "invalid JSON"),
     ("stall-body", "timed out"),
+    ("bad-gzip", "undecodable body"),
 ])
 def test_a_persistent_transient_fault_is_retried_then_reported(up, out, fault, reason):
     up.plan("poet.mini.0.json", fault)

@@ -274,8 +274,7 @@ def assert_one_line_error(status, err, *words):
 @pytest.mark.parametrize("args, words", [
     (["generate", "床前明月", "--model", "MODEL"], ["5 (五言)"]),
     (["generate", "moon", "--model", "MODEL"], ["Han"]),
-    pytest.param(["generate", "床前明月光", "--model", "MODEL", "--num", "0"], ["num"], marks=pytest.mark.xfail(
-        strict=True, reason="cli.py reads `args.num or config.generate.num`: --num 0 silently means the default")),
+    (["generate", "床前明月光", "--model", "MODEL", "--num", "0"], ["num"]),
     (["generate", "床前明月光", "--model", "MODEL", "--temperature", "-1"], ["temperature"]),
     (["generate", "床前明月光", "--model", "MODEL", "--top-k", "0"], ["top_k"]),
     (["generate", "床前明月光", "--model", "MODEL", "--sampler", "nope"], ["sampler"]),
@@ -302,7 +301,6 @@ def test_cli_unknown_keys_in_a_config_file(capsys, tmp_path):
 
 
 
-@pytest.mark.xfail(strict=True, reason="config.py passes configparser's multi-line message through")
 def test_cli_a_config_file_that_is_not_ini_is_a_one_line_error(capsys, tmp_path):
     ini = tmp_path / "mine.ini"
     ini.write_text("not an ini file at all\n", "utf-8")

@@ -641,7 +641,9 @@ def allowed_mask(
         raise ValueError(f"unknown tone {tone!r}; valid: {', '.join(TONES)} or None")
     s = get_scheme(scheme)
     index = _vocab_index(tuple(vocab_tokens), s)
-    groups = None if rhyme_with is None else s.rhyme_groups(rhyme_with)
+    groups = None
+    if rhyme_with is not None:  # with a tone, only the groups where `rhyme_with` itself has that tone
+        groups = frozenset(g for g, t in s.readings(rhyme_with) if tone is None or t == tone)
     return index.mask(groups, tone)
 
 
