@@ -50,6 +50,7 @@ class Crawl:
     timeout: float = field(metadata=_range(0.1, 600))
     retries: int = field(metadata=_range(0, 20))
     max_file_mb: float = field(metadata=_range(0.1, 1000))
+    deadline: float = field(metadata=_range(1, 86_400))
 
 
 @dataclass

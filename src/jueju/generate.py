@@ -26,6 +26,7 @@ TRAILING_PUNCTUATION = "，,。.？?！!；;、：:"
 RHYME_SCHEMES = ("pingshui", "xin", "none")
 MAX_INPUT = 1000  # characters; longer input is refused before any conversion work
 MAX_NUM = 10_000  # poems per call (config's generate.num range): more exhausts memory instead of failing
+MAX_RERANK = 64  # candidates per poem (config's generate.rerank range); beam_width has the same bound
 # config's generate.temperature range: beyond it logits / temperature overflows or is NaN, and decoding
 # then picks forbidden tokens (<pad>) instead of characters
 TEMPERATURE_RANGE = (0.01, 10.0)
@@ -71,9 +72,7 @@ class Poet:
     def poems(self, first_line: str | None = None, num: int = 1, *, acrostic: str | None = None,
               **options) -> list[str]:
         """`num` poems continuing `first_line`, or with `acrostic` characters opening the four lines."""
-        num = _positive_int("num", num)
-        if num > MAX_NUM:
-            raise ValueError(f"num must be at most {MAX_NUM}, got {num}")
+        num = _positive_int("num", num, MAX_NUM)
         if (first_line is None) == (acrostic is None):
             raise ValueError("give either a first line or acrostic characters (e.g. acrostic='春夏秋冬'), "
                              "not both and not neither")
@@ -92,7 +91,7 @@ class Poet:
         ("pingshui", "xin") or "none".
         """
         settings = self._settings(locals())
-        rerank = _positive_int("rerank", settings["rerank"])
+        rerank = _positive_int("rerank", settings["rerank"], MAX_RERANK)
         givens = [given for given in self._givens(first_lines, acrostics) for _ in range(rerank)]
         tokens = np.zeros((len(givens), self.layout.length), dtype=np.int32)
         forced = np.tile(self._forced(), (len(givens), 1))
@@ -140,7 +139,8 @@ class Poet:
         if isinstance(temperature, (int, float)) and not low <= temperature <= high:
             raise ValueError(f"temperature must be from {low} to {high}, got {temperature!r}")
         return make_sampler(settings["sampler"], temperature=settings["temperature"], top_k=settings["top_k"],
-                            top_p=settings["top_p"], beam_width=settings["beam_width"])
+                            top_p=settings["top_p"],
+                            beam_width=_positive_int("beam_width", settings["beam_width"], MAX_RERANK))
 
     def _constraints(self, settings: dict, givens: list[dict[int, str]], rng) -> list[Constraint]:
         constraints: list[Constraint] = [Characters(self.han)]
@@ -237,9 +237,11 @@ def _sequence(name: str, values) -> list:
     return list(values)
 
 
-def _positive_int(name: str, value) -> int:
+def _positive_int(name: str, value, maximum: int | None = None) -> int:
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {value}")
     return int(value)
 
 

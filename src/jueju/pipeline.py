@@ -41,7 +41,7 @@ def crawl_stage(config: Config) -> crawler.CrawlSummary:
     settings = config.crawl
     summary = crawler.crawl(settings.base_url, config.raw_dir, settings.collections, workers=settings.workers,
                             timeout=settings.timeout, retries=settings.retries,
-                            max_bytes=int(settings.max_file_mb * 1_000_000))
+                            max_bytes=int(settings.max_file_mb * 1_000_000), deadline=settings.deadline)
     log.info("crawl: %s", summary)
     if summary.failed and not summary.fetched and not summary.skipped:
         raise RuntimeError(f"crawl fetched nothing from {settings.base_url}: {summary}")

@@ -137,14 +137,19 @@ def latest_checkpoint(folder: Path) -> tuple[keras.Model, int] | None:
     Only files named epoch_<number>.keras count, newest by number (not by name: epoch_10000
     comes after epoch_9999); temporary files of a save cut short start with a dot and never match.
     """
-    numbered = [(int(path.stem[len("epoch_"):]), path) for path in folder.glob("epoch_*.keras")
-                if path.stem[len("epoch_"):].isdecimal()]
-    for epoch, path in sorted(numbered, reverse=True):
+    for epoch, path in reversed(numbered_checkpoints(folder)):
         try:
             return load_model(path), epoch
         except (ValueError, OSError) as err:  # damaged, or not a file (e.g. a folder of that name)
             log.error("%s; falling back to the previous checkpoint", err)
     return None
+
+
+def numbered_checkpoints(folder: Path) -> list[tuple[int, Path]]:
+    """(epoch, path) of every epoch_<number>.keras in `folder`, oldest first."""
+    numbered = [(int(path.stem[len("epoch_"):]), path) for path in folder.glob("epoch_*.keras")
+                if path.stem[len("epoch_"):].isdecimal()]
+    return sorted(numbered)
 
 
 def _check_compatible(model: keras.Model, vocab: Vocab, config: Config) -> None:
@@ -177,7 +182,7 @@ class Checkpointer(keras.callbacks.Callback):
         self.model.save(tmp)
         tmp.replace(path)
         self.state.save(self.config.model_dir / "train_state.json")
-        for old in sorted(self.folder.glob("epoch_*.keras"))[:-KEEP_CHECKPOINTS]:
+        for _, old in numbered_checkpoints(self.folder)[:-KEEP_CHECKPOINTS]:
             old.unlink()
         patience = self.config.train.patience
         if patience and self.state.wait >= patience:
