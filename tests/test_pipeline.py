@@ -1,5 +1,6 @@
 """End to end on the tiny corpus: prepare -> word2vec -> train 2 epochs -> resume -> generate."""
 import re
+import shutil
 
 import pytest
 
@@ -37,6 +38,33 @@ def test_training_writes_model_log_checkpoints_and_model(trained):
         assert block, log
         poems = block.group(1).splitlines()
         assert len(poems) == 2 and all(FIVE.match(poem) for poem in poems)
+
+
+@pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz is not installed (scripts/setup.sh installs it)")
+def test_model_diagram_is_drawn(trained):
+    assert (trained / "models" / "wuyan" / "model.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_word2vec_similar_prints_neighbours(trained, capsys):
+    assert cli(trained, "word2vec", "--similar", "月", "--topn", "5") == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 5 and all(len(char) == 1 and -1 <= float(score) <= 1 for char, score in rows)
+
+
+def test_finetune_starts_from_a_given_model(trained, tmp_path):
+    source = trained / "models" / "wuyan" / "model.keras"
+    root = tmp_path / "tuned"
+    shutil.copytree(trained / "data", root / "data")  # the same data set, hence the same vocabulary
+    assert cli(root, "train", "--finetune", str(source), **{"train.epochs": 1}) == 0
+    assert (root / "models" / "wuyan" / "model.keras").is_file()
+    log = (root / "logs" / "model.log").read_text("utf-8")
+    assert "===== Epoch 1 " in log
+
+
+def test_finetune_with_another_vocabulary_is_refused(trained, tmp_path, capsys):
+    source = trained / "models" / "wuyan" / "model.keras"
+    assert cli(tmp_path, "train", "--finetune", str(source), **{"dataset.vocab_size": 300}) == 2
+    assert "vocabulary" in capsys.readouterr().err
 
 
 def test_prepared_artefacts(trained):
