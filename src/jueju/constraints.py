@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Iterable
 
 import numpy as np
+
+from .dataset import UNK_ID
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ class Rhyme(Constraint):
     """The last characters of lines 2 and 4 (and 1 with `first_line`) share a rhyme group and are level (平).
 
     The first rhyme position of a poem may take any level character the table knows;
-    later ones must rhyme with it. Characters the table lacks are never chosen there.
+    later ones must rhyme with every earlier one. Characters the table lacks are never chosen there.
     """
 
     def __init__(self, tokens: list[str], layout: Layout, scheme: str, first_line: bool = False):
@@ -92,10 +95,11 @@ class Rhyme(Constraint):
     def allowed(self, tokens, position):
         if position not in self.positions:
             return None
-        first = self.positions[0]
-        if position == first:
+        earlier = [p for p in self.positions if p < position]
+        if not earlier:
             return np.broadcast_to(self.level, (len(tokens), len(self.level)))
-        return np.stack([self.rhyming(int(char_id)) for char_id in tokens[:, first]])
+        # rhyme with every earlier rhyme character: 车 may rhyme 花 (麻) and 居 (鱼), but 花 and 居 do not
+        return np.stack([np.logical_and.reduce([self.rhyming(int(i)) for i in row]) for row in tokens[:, earlier]])
 
 
 class Tones(Constraint):
@@ -118,27 +122,60 @@ class Tones(Constraint):
         return np.stack([self.masks.get(tone, full) for tone in wanted])
 
 
+class LineIndex:
+    """The training corpus's lines as 32-bit hashes of their ids: what no_copy checks against.
+
+    Four bytes a line keeps it small enough to ship beside the model even for the
+    stanza corpus (a million lines); a false match (odds about lines / 2**32) only
+    forbids one more character at a line's end.
+    """
+
+    MULTIPLIER = np.uint64(1_000_003)
+    MASK = np.uint64(0xFFFFFFFF)
+
+    def __init__(self, hashes: np.ndarray):
+        self.hashes = np.unique(np.asarray(hashes, dtype=np.uint32))
+
+    @classmethod
+    def from_lines(cls, lines: Iterable[str], vocab) -> "LineIndex":
+        ids = [vocab.encode(line) for line in lines]
+        rows = np.array([row for row in ids if len(row) and UNK_ID not in row], dtype=np.int64)
+        return cls(cls.hash(rows) if len(rows) else np.zeros(0, np.uint32))
+
+    @classmethod
+    def hash(cls, ids: np.ndarray, start: np.ndarray | int = 0) -> np.ndarray:
+        """Polynomial hash of each row of ids, continuing from `start` (a prefix's hash)."""
+        value = np.asarray(start, dtype=np.uint64) * np.ones(len(ids), dtype=np.uint64)
+        for column in np.asarray(ids, dtype=np.uint64).T:
+            value = (value * cls.MULTIPLIER + column) & cls.MASK
+        return value
+
+    def contains(self, values: np.ndarray) -> np.ndarray:
+        where = np.searchsorted(self.hashes, values).clip(max=max(len(self.hashes) - 1, 0))
+        return self.hashes[where] == values if len(self.hashes) else np.zeros(values.shape, dtype=bool)
+
+    def save(self, path) -> None:
+        np.save(path, self.hashes)
+
+    @classmethod
+    def load(cls, path) -> "LineIndex":
+        return cls(np.load(path, allow_pickle=False))
+
+
 class NoCopy(Constraint):
     """No line (after the first) may be a line of the training corpus, checked at each line's last character."""
 
-    def __init__(self, train_lines: set[str], layout: Layout, tokens: list[str], vocab_ids: dict[str, int]):
-        self.layout, self.tokens = layout, tokens
+    def __init__(self, index: LineIndex, layout: Layout, vocab_size: int):
+        self.index, self.layout = index, layout
         self.ends = {layout.end(line) for line in (1, 2, 3)}
-        self.last_chars: dict[str, list[int]] = {}
-        for line in train_lines:
-            if len(line) == layout.line_length and line[-1] in vocab_ids:
-                self.last_chars.setdefault(line[:-1], []).append(vocab_ids[line[-1]])
+        self.candidates = np.arange(vocab_size, dtype=np.uint64)
 
     def allowed(self, tokens, position):
         if position not in self.ends:
             return None
-        start = position - self.layout.line_length + 1
-        mask = np.ones((len(tokens), len(self.tokens)), dtype=bool)
-        for row, ids in enumerate(tokens[:, start:position]):
-            banned = self.last_chars.get("".join(self.tokens[i] for i in ids))
-            if banned:
-                mask[row, banned] = False
-        return mask
+        prefix = LineIndex.hash(tokens[:, position - self.layout.line_length + 1:position])
+        whole = (prefix[:, None] * LineIndex.MULTIPLIER + self.candidates) & LineIndex.MASK
+        return ~self.index.contains(whole)
 
 
 def combine(constraints: list[Constraint]):

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import FORMS, Config, load_config, load_config_json
-from .constraints import Characters, Constraint, Layout, NoCopy, NoRepeat, Rhyme, Tones, choose_patterns, combine
+from .constraints import Characters, Constraint, Layout, LineIndex, NoCopy, NoRepeat, Rhyme, Tones, choose_patterns, combine
 from .corpus import to_simplified
 from .dataset import HAN, PAD_ID, UNK_ID, Vocab
 from .model import load_model
@@ -35,7 +35,7 @@ TEMPERATURE_RANGE = (0.01, 10.0)
 class Poet:
     """A trained model with its vocabulary and config, ready to write many poems."""
 
-    def __init__(self, model, vocab: Vocab, config: Config, train_lines: set[str] | None = None):
+    def __init__(self, model, vocab: Vocab, config: Config, train_lines: LineIndex | None = None):
         if model.output_shape[-1] != len(vocab):
             raise ValueError(f"the vocabulary has {len(vocab)} tokens but the model predicts {model.output_shape[-1]}: "
                              "they come from different training runs")
@@ -58,8 +58,8 @@ class Poet:
         if not all(path.is_file() for path in files):
             raise FileNotFoundError(f"no trained model in {model_dir} (it needs model.keras, vocab.json and "
                                     "config.json): train one with `jueju train`")
-        lines = model_dir / "train_lines.txt"
-        train_lines = set(lines.read_text("utf-8").split()) if lines.is_file() else None
+        lines = model_dir / "train_lines.npy"
+        train_lines = LineIndex.load(lines) if lines.is_file() else None
         return cls(load_model(files[0]), Vocab.load(files[1]), load_config_json(files[2]), train_lines)
 
     @property
@@ -158,9 +158,9 @@ class Poet:
             constraints.append(Tones(self.vocab.tokens, self.layout, patterns))
         if settings["no_copy"]:
             if self.train_lines is None:
-                raise ValueError("no_copy needs the training corpus's lines (train_lines.txt beside the model, "
+                raise ValueError("no_copy needs the training corpus's lines (train_lines.npy beside the model, "
                                  "written by jueju train); pass no_copy=False to go without")
-            constraints.append(NoCopy(self.train_lines, self.layout, self.vocab.tokens, self.vocab.ids))
+            constraints.append(NoCopy(self.train_lines, self.layout, len(self.vocab)))
         return constraints
 
     def _check_rhyme_start(self, given: dict[int, str], scheme: str, first_line: bool) -> None:

