@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from .config import FORMS, Config, load_config, load_config_json
-from .constraints import Characters, Constraint, Layout, LineIndex, NoCopy, NoRepeat, Rhyme, Tones, choose_patterns, combine
+from .constraints import (Characters, Constraint, Layout, LineIndex, NoCopy, NoRepeat, Rhyme, Tones,
+                          choose_patterns, combine)
 from .corpus import to_simplified
 from .dataset import HAN, PAD_ID, UNK_ID, Vocab
 from .model import load_model
@@ -153,9 +154,10 @@ class Poet:
             for given in givens:
                 self._check_rhyme_start(given, scheme, settings["rhyme_first_line"])
             constraints.append(Rhyme(self.vocab.tokens, self.layout, scheme, settings["rhyme_first_line"]))
-        if settings["tonal"]:
-            patterns = choose_patterns(givens, self.layout, rng, settings["rhyme_first_line"])
-            constraints.append(Tones(self.vocab.tokens, self.layout, patterns))
+        if settings["tonal"]:  # tones of the rhyme scheme's era: classical unless 中华新韵 is asked for
+            tone_scheme = "xin" if scheme == "xin" else "pingshui"
+            patterns = choose_patterns(givens, self.layout, rng, settings["rhyme_first_line"], tone_scheme)
+            constraints.append(Tones(self.vocab.tokens, self.layout, patterns, tone_scheme))
         if settings["no_copy"]:
             if self.train_lines is None:
                 raise ValueError("no_copy needs the training corpus's lines (train_lines.npy beside the model, "
@@ -234,6 +236,8 @@ def normalise_acrostic(text, simplify: bool = True) -> str:
 def _sequence(name: str, values) -> list:
     if isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
         raise ValueError(f"{name} must be a non-empty list of strings, got {type(values).__name__}")
+    if len(values) > MAX_NUM:
+        raise ValueError(f"{name} may hold at most {MAX_NUM} poems a call, got {len(values)}")
     return list(values)
 
 
