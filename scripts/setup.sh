@@ -19,3 +19,19 @@ if ! command -v dot >/dev/null; then
     echo "setup: install graphviz (e.g. sudo apt-get install graphviz) to get the model diagram"
   fi
 fi
+
+# --dev: tests/test_browser.py drives Debian's Chromium (it skips without one); a CJK font makes its
+# screenshot readable. Never fails the setup.
+if [ "${1:-}" = "--dev" ]; then
+  packages=""
+  [ -x /usr/bin/chromium ] || packages="chromium"
+  if command -v fc-list >/dev/null && [ -z "$(fc-list :lang=zh 2>/dev/null)" ]; then packages="$packages fonts-wqy-zenhei"; fi
+  if [ -n "$packages" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $packages >/dev/null) \
+        || echo "setup: could not install$packages (the browser test will skip)"
+    else
+      echo "setup: install$packages (e.g. sudo apt-get install$packages) to run the browser test"
+    fi
+  fi
+fi

@@ -61,6 +61,12 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--out", metavar="FILE", help="JSON results (default: evaluation.json beside the model)")
     evaluate.set_defaults(run=_evaluate)
 
+    bench = add("bench", help="speed benchmark: prepare, training, generation, word2vec vs the original's method")
+    from .bench import add_arguments as bench_arguments
+
+    bench_arguments(bench)  # --quick, --corpus, --out
+    bench.set_defaults(run=_bench)
+
     generate = add("generate", help="write poems from first lines, or an acrostic")
     generate.add_argument("first_lines", nargs="*", metavar="FIRST_LINE", help="5 or 7 Han characters")
     generate.add_argument("--acrostic", metavar="CHARS", help="4 characters to open the 4 lines (藏头诗)")
@@ -77,6 +83,21 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("--seed", type=int)
     generate.add_argument("--model", metavar="DIR", help="a trained model folder (default: models/<form>)")
     generate.set_defaults(run=_generate)
+
+    serve = add("serve", help="serve the web page and the JSON API (POST /api/poems) with uvicorn")
+    serve.add_argument("--host", help="address to listen on (default: serve.host, 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="TCP port (default: serve.port, 8000)")
+    serve.add_argument("--model", action="append", metavar="DIR",
+                       help="a trained model folder, one per form (repeatable; default: models/<form> of "
+                            "corpus.line_length, and the other form's when trained)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes sharing the port, each with its own copy of the models (default 1)")
+    serve.set_defaults(run=_serve)
+
+    plot = add("plot", help="draw logs/training.png: loss and validation perplexity per epoch")
+    plot.add_argument("--log-dir", metavar="DIR", help="folder of metrics.csv or model.log (default: paths.log_dir)")
+    plot.add_argument("--out", metavar="FILE", help="the picture (default: training.png in the log folder)")
+    plot.set_defaults(run=_plot)
     return parser
 
 
@@ -137,6 +158,12 @@ def _evaluate(config, args):
     print(f"results in {out}")
 
 
+def _bench(config, args):
+    from .bench import run_from_args
+
+    return run_from_args(config, args)
+
+
 def _generate(config, args):
     from .config import FORMS
     from .generate import get_poet, normalise_first_line
@@ -154,3 +181,22 @@ def _generate(config, args):
         poet = get_poet(model_dir)
         print("\n".join(poet.poems(first_line, config.generate.num if args.num is None else args.num,
                                      acrostic=args.acrostic, **options)))
+
+
+def _serve(config, args):
+    from .serve import run
+
+    if args.port is not None and not 1 <= args.port <= 65_535:
+        raise ValueError(f"--port must be from 1 to 65535, got {args.port}")
+    if args.workers < 1:
+        raise ValueError(f"--workers must be at least 1, got {args.workers}")
+    run(config, args.model, host=args.host, port=args.port, workers=args.workers)
+
+
+def _plot(config, args):
+    from pathlib import Path
+
+    from .plot import plot_training
+
+    log_dir = Path(args.log_dir) if args.log_dir else config.log_dir
+    print(f"training curves in {plot_training(log_dir, args.out)}")

@@ -99,10 +99,13 @@ class Train:
     batch_size: int = field(metadata=_range(1, 1 << 20))
     steps_per_epoch: int = field(metadata=_range(0))
     learning_rate: float = field(metadata=_range(1e-7, 10.0))
+    distribution: str = field(metadata=_choices("none", "mirrored", "multi_worker", "data_parallel"))
+    mixed_precision: str = field(metadata=_choices("none", "mixed_float16", "mixed_bfloat16"))
     patience: int = field(metadata=_range(0))
     sample_every: int = field(metadata=_range(0))
     sample_count: int = field(metadata=_range(1, 64))
     seed: int
+    tensorboard: bool
 
 
 @dataclass
@@ -123,6 +126,16 @@ class Generate:
 
 
 @dataclass
+class Serve:
+    host: str
+    port: int = field(metadata=_range(1, 65_535))
+    max_batch: int = field(metadata=_range(1, 4096))
+    max_wait_ms: float = field(metadata=_range(0, 1000))
+    queue_size: int = field(metadata=_range(1, 100_000))
+    max_body_kb: int = field(metadata=_range(1, 10_240))
+
+
+@dataclass
 class Config:
     paths: Paths
     crawl: Crawl
@@ -132,6 +145,7 @@ class Config:
     model: Model
     train: Train
     generate: Generate
+    serve: Serve
 
     # -- derived places, so every stage agrees on where artefacts live --
     @property

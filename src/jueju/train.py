@@ -20,7 +20,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from . import pipeline
+from . import distribute, pipeline
 from .config import Config
 from .dataset import Vocab, Windows, read_poems, write_text_atomic
 from .constraints import LineIndex
@@ -49,7 +49,15 @@ class TrainState:
 
 def train(config: Config, resume: bool = False, finetune: str | Path | None = None) -> TrainState:
     """Prepare whatever is missing, then fit; returns the final training state."""
+    distribute.check(config.train.distribution)  # a distribution this backend cannot run fails before any work
     pipeline.prepare(config)
+    # build, compile and fit on the devices of train.distribution (jueju.distribute)
+    with distribute.scope(config.train.distribution) as plan:
+        return _train(config, resume, finetune, plan)
+
+
+def _train(config: Config, resume: bool, finetune: str | Path | None, plan: distribute.Plan) -> TrainState:
+    plan.check_batch(config.train.batch_size)
     data, out = config.data_dir, config.model_dir
     vocab = Vocab.load(data / "vocab.json")
     train_set, valid_set = Windows.load(data / "train.npz"), Windows.load(data / "valid.npz")
@@ -57,7 +65,8 @@ def train(config: Config, resume: bool = False, finetune: str | Path | None = No
         raise ValueError("the validation split is empty: raise dataset.valid_fraction or use a larger corpus")
     keras.utils.set_random_seed(config.train.seed)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
-    model, state = _starting_point(config, vocab, resume, finetune)
+    with distribute.precision(config.train.mixed_precision):  # loading too: it restores the loss-scaling optimizer
+        model, state = _starting_point(config, vocab, resume, finetune)
     _check_compatible(model, vocab, config)
     if state.epoch >= config.train.epochs:
         log.info("already trained %d of %d epochs: raise train.epochs to train more", state.epoch, config.train.epochs)
@@ -67,17 +76,22 @@ def train(config: Config, resume: bool = False, finetune: str | Path | None = No
     lines = LineIndex.from_lines(training_lines(read_poems(data / "train.txt")), vocab)
     lines.save(out / "train_lines.npy")
     plot_model(model, out / "model.png")
-    log.info("backend %s, devices %s", keras.backend.backend(), keras.distribution.list_devices())
+    log.info("training on %s", distribute.describe(plan))
     log.info("training on %d windows, validating on %d", len(train_set.y), len(valid_set.y))
     callbacks = [Checkpointer(config, state), TrainingLog(config, vocab, state, lines)]
+    callbacks += extra_callbacks(config, state)  # metrics.csv, TensorBoard
     try:
-        model.fit(train_set.x, train_set.y, batch_size=config.train.batch_size, epochs=config.train.epochs,
+        # several batches per compiled call where the backend would otherwise wait for each loss
+        model.steps_per_execution = plan.steps_per_execution(config.train.steps_per_epoch)
+        model.fit(*plan.trim(train_set.x, train_set.y), batch_size=config.train.batch_size,
+                  epochs=config.train.epochs,
                   steps_per_epoch=config.train.steps_per_epoch or None, initial_epoch=state.epoch,
-                  validation_data=(valid_set.x, valid_set.y), shuffle=True,
+                  validation_data=plan.trim(valid_set.x, valid_set.y), shuffle=True,
                   callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)  # no progress bars in logs
     except KeyboardInterrupt:
         save_interrupted(model, callbacks[0].state, config)
         raise  # the caller (the CLI) exits with 130 and no traceback
+    plot_after_training(config)
     return callbacks[0].state
 
 
@@ -218,7 +232,7 @@ class TrainingLog(keras.callbacks.Callback):
         summary = f"Epoch {epoch + 1}  loss {loss:.4f}  val_loss {val_loss:.4f}  val_ppl {math.exp(val_loss):.1f}"
         every = self.config.train.sample_every
         if every and (epoch + 1) % every == 0:
-            poet = Poet(self.model, self.vocab, self.config, self.train_lines)
+            poet = Poet(distribute.for_sampling(self.model), self.vocab, self.config, self.train_lines)
             poems = [poet.poem(line, seed=self.config.train.seed + i) for i, line in enumerate(self.first_lines)]
             self._write("\n".join([f"===== {summary}  {seconds:.1f}s =====", *poems, "===== End ====="]))
         else:
@@ -227,3 +241,70 @@ class TrainingLog(keras.callbacks.Callback):
     def _write(self, text: str) -> None:
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(text + "\n")
+
+
+METRICS_FIELDS = ("epoch", "loss", "val_loss", "val_perplexity", "seconds", "learning_rate")
+
+
+def extra_callbacks(config: Config, state: TrainState) -> list[keras.callbacks.Callback]:
+    """logs/metrics.csv always; TensorBoard logs in logs/tensorboard with train.tensorboard = true."""
+    callbacks: list[keras.callbacks.Callback] = [MetricsLog(config, state)]
+    if config.train.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(log_dir=str(config.log_dir / "tensorboard")))
+    return callbacks
+
+
+def plot_after_training(config: Config) -> Path | None:
+    """logs/training.png from logs/metrics.csv; a failure only warns (a picture never fails training)."""
+    try:
+        from .plot import plot_training
+
+        path = plot_training(config.log_dir, title=f"{config.form} model")
+    except Exception as err:  # noqa: BLE001
+        log.warning("could not draw the training curves: %s", err)
+        return None
+    log.info("training curves in %s", path)
+    return path
+
+
+class MetricsLog(keras.callbacks.Callback):
+    """logs/metrics.csv: a row per epoch (epoch, loss, val_loss, val_perplexity, seconds, learning_rate).
+
+    A run from scratch (or a fine-tuning) starts the file anew; a resumed run keeps the rows of the
+    epochs before it, drops those of epochs it will run again, and appends, so the file always reads
+    as one run. `jueju plot` draws it.
+    """
+
+    def __init__(self, config: Config, state: TrainState):
+        super().__init__()
+        config.log_dir.mkdir(parents=True, exist_ok=True)
+        self.path = config.log_dir / "metrics.csv"
+        kept = []
+        if state.epoch > 0 and self.path.is_file():
+            import csv
+
+            with open(self.path, newline="", encoding="utf-8") as handle:
+                for row in csv.reader(handle):
+                    if row and row[0].isdecimal() and int(row[0]) <= state.epoch:
+                        kept.append(",".join(row))
+        write_text_atomic(self.path, "\n".join([",".join(METRICS_FIELDS), *kept]) + "\n")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        seconds = time.perf_counter() - getattr(self, "started", time.perf_counter())
+        loss, val_loss = float(logs.get("loss", math.nan)), float(logs.get("val_loss", math.nan))
+        perplexity = math.nan if math.isnan(val_loss) else math.exp(min(val_loss, 700.0))
+        row = [str(epoch + 1), f"{loss:.6f}", f"{val_loss:.6f}", f"{perplexity:.4f}", f"{seconds:.3f}",
+               self._learning_rate(logs)]
+        with open(self.path, "a", encoding="utf-8") as handle:
+            handle.write(",".join(row) + "\n")
+
+    def _learning_rate(self, logs: dict) -> str:
+        try:
+            rate = logs["learning_rate"] if "learning_rate" in logs else self.model.optimizer.learning_rate
+            return f"{float(keras.ops.convert_to_numpy(rate)):.6g}"
+        except Exception:  # noqa: BLE001 - no optimizer, or a rate that is not a number
+            return ""

@@ -1,0 +1,144 @@
+"""The page in a real headless Chromium: type a first line, read four tone-coloured lines; a bad line
+shows its message; the acrostic mode; a phone-sized screen. Saves docs/screenshot.png.
+
+Uses Debian's /usr/bin/chromium (scripts/setup.sh --dev installs it) or, failing that, a browser
+installed by `playwright install chromium`; skips, saying why, when there is neither.
+"""
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from jueju import serve
+from test_serve import save_tiny_model
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+SCREENSHOT = Path(__file__).resolve().parents[1] / "docs" / "screenshot.png"
+TONE_CLASSES = {"ping", "ze", "both", "unknown"}
+
+
+@pytest.fixture(scope="module")
+def base_url(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser")
+    models = serve.load_models([save_tiny_model(root / "wuyan", 5), save_tiny_model(root / "qiyan", 7)])
+    with serve.serving(serve.create_app(models)) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as playwright:
+        errors = []
+        for options in ({"executable_path": CHROMIUM} if os.path.exists(CHROMIUM) else None, {}):
+            if options is None:
+                errors.append(f"{CHROMIUM} not found")
+                continue
+            try:
+                browser = playwright.chromium.launch(headless=True, args=ARGS, **options)
+                break
+            except Exception as err:  # noqa: BLE001 - no browser there: try the next, then skip
+                errors.append(str(err).splitlines()[0])
+        else:
+            pytest.skip("no Chromium to drive: " + "; ".join(errors))
+        yield browser
+        browser.close()
+
+
+def shrink(path):
+    """128 colours are plenty for a page of flat colours: a third of the size, for the docs."""
+    try:
+        from PIL import Image  # comes with matplotlib
+    except ImportError:
+        return
+    with Image.open(path) as image:
+        small = image.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    small.save(path, optimize=True)
+
+
+def open_page(browser, base_url, **viewport):
+    page = browser.new_page(viewport=viewport or {"width": 820, "height": 900})
+    failed = []
+    page.on("requestfailed", lambda request: failed.append(request.url))
+    page.on("pageerror", lambda error: failed.append(str(error)))
+    page.goto(base_url + "/")
+    sync_api.expect(page.locator("#status")).to_contain_text("Models")  # the page's own script ran (CSP kept)
+    return page, failed
+
+
+def poems_on(page):
+    """Per poem, per line: [(char, classes)] read from the page."""
+    return page.eval_on_selector_all(".poem", """poems => poems.map(poem =>
+        [...poem.querySelectorAll('.line')].map(line =>
+            [...line.querySelectorAll('.ch')].map(ch => [ch.firstChild.textContent, ch.className,
+                                                          getComputedStyle(ch).color])))""")
+
+
+def test_write_a_poem_from_a_first_line_then_a_bad_line(browser, base_url):
+    page, failed = open_page(browser, base_url)
+    page.fill("#text", "床前明月光")
+    page.fill("#seed", "7")
+    page.click("#write")
+    page.wait_for_selector(".poem")
+    poems = poems_on(page)
+    assert len(poems) == 2  # the page asks for 2 by default
+    colours = {}
+    for poem in poems:
+        assert len(poem) == 4 and all(len(line) == 5 for line in poem)
+        assert "".join(char for char, _, _ in poem[0]) == "床前明月光"
+        for index, line in enumerate(poem):
+            for column, (char, classes, colour) in enumerate(line):
+                assert re.fullmatch("[\u4e00-\u9fff]", char)
+                tone = set(classes.split()) & TONE_CLASSES
+                assert len(tone) == 1, classes
+                colours.setdefault(tone.pop(), set()).add(colour)
+                if column == 4 and index in (1, 3):
+                    assert "rhyme" in classes.split()
+    assert {"ping", "ze"} <= set(colours)
+    assert colours["ping"].isdisjoint(colours["ze"]), "level and oblique tones have their own colours"
+    assert page.locator(".legend").is_visible() and "平" in page.inner_text(".legend")
+    assert page.locator(".rhyme-info").first.inner_text().startswith("韵脚")
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+    shrink(SCREENSHOT)
+
+    page.fill("#text", "床前明月")
+    page.click("#write")
+    sync_api.expect(page.locator("#text-error")).not_to_be_empty()
+    message = page.inner_text("#text-error")
+    assert "5 (五言) or 7 (七言)" in message and "has 4" in message
+    assert page.get_attribute("#text", "aria-invalid") == "true"
+    assert len(poems_on(page)) == 2, "the poems already written stay"
+
+    page.fill("#text", "床前明月光")
+    page.fill("#temperature", "50")
+    page.click("#write")
+    sync_api.expect(page.locator("#options-error")).not_to_be_empty()
+    assert page.inner_text("#options-error").startswith("Temperature:")
+    assert not failed, failed
+    page.close()
+
+
+def test_acrostic_on_a_phone_sized_screen(browser, base_url):
+    page, failed = open_page(browser, base_url, width=375, height=740)
+    page.check("input[value=acrostic]")
+    page.click("summary")
+    page.select_option("#form", "7")
+    page.fill("#num", "1")
+    page.fill("#text", "春夏秋冬")
+    page.click("#write")
+    page.wait_for_selector(".poem")
+    (poem,) = poems_on(page)
+    assert [len(line) for line in poem] == [7, 7, 7, 7]
+    assert [line[0][0] for line in poem] == list("春夏秋冬")
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), "no sideways scrolling"
+    box = page.locator(".poem").bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 375
+    page.fill("#text", "")
+    page.click("#write")
+    assert "4" in page.inner_text("#text-error")
+    assert not failed, failed
+    page.close()
