@@ -10,6 +10,10 @@ python=$(command -v python3.11 || command -v python3)
 requirements=requirements.txt
 [ "${1:-}" = "--dev" ] && requirements=requirements-dev.txt
 .venv/bin/python -m pip install --quiet --disable-pip-version-check -r "$requirements" -e .
+# --dev: also JAX and PyTorch, for the backend matrix (tests/test_backends.py); numpy etc. stay as pinned
+if [ "${1:-}" = "--dev" ]; then
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-backends.txt -c requirements.txt
+fi
 
 # Graphviz draws models/<form>/model.png; without it training only warns.
 if ! command -v dot >/dev/null; then

@@ -80,13 +80,15 @@ counts = build_dataset(read_poems(out / "poems.txt"), read_poems(out / "stanzas.
 done = time.perf_counter()
 # the peak of this process since exec: ru_maxrss would also count the parent's pages at fork/exec
 status = Path("/proc/self/status")
-hwm = [line.split()[1] for line in status.read_text().splitlines() if line.startswith("VmHWM:")] if status.exists() else []
+lines = status.read_text().splitlines() if status.exists() else []
+hwm = [line.split()[1] for line in lines if line.startswith("VmHWM:")]
 if hwm:
     peak_kb = int(hwm[0])
 else:
     import resource
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"peak_rss_mb": peak_kb / 1024, "clean_seconds": cleaned - started, "dataset_seconds": done - cleaned, "seconds": done - started,
+print(json.dumps({"peak_rss_mb": peak_kb / 1024, "clean_seconds": cleaned - started,
+                  "dataset_seconds": done - cleaned, "seconds": done - started,
                   "poems_read": stats.poems_read, "quatrains": stats.quatrains, "stanzas": stats.stanzas,
                   **counts}))
 """
@@ -105,11 +107,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true",
-                        help="two collection files, a tiny model, a few steps: checks that it works (figures mean nothing)")
+                        help="two collection files, a tiny model, a few steps: checks that it works "
+                             "(figures mean nothing)")
     parser.add_argument("--corpus", metavar="DIR",
                         help="chinese-poetry JSON files (tang/, song/); default ../shared/data/chinese-poetry, "
                              "else the crawled data/raw")
-    parser.add_argument("--out", metavar="FILE", help="JSON results (default logs/benchmark[-quick].json)")
+    parser.add_argument("--out", metavar="FILE",
+                        help="JSON results (default logs/benchmark[-quick].json; a Markdown table beside it, .md)")
 
 
 def run_from_args(config: Config, args) -> int:
@@ -118,8 +122,9 @@ def run_from_args(config: Config, args) -> int:
     results = run(config, corpus, quick=args.quick)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", "utf-8")
+    out.with_suffix(".md").write_text(format_markdown(results), "utf-8")
     print(format_table(results))
-    print(f"results in {out}")
+    print(f"results in {out} (and as a Markdown table in {out.with_suffix('.md')})")
     return 0
 
 
@@ -264,6 +269,15 @@ def _steps(samples: int, batch_size: int, wanted: int) -> int:
     return max(1, min(wanted, samples // (2 * batch_size)))
 
 
+def _enough(x: np.ndarray, y: np.ndarray, samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """The windows repeated until there are `samples`: every measured batch is then a full one
+    (a last, smaller batch would be a new shape, which JAX compiles again inside the timing)."""
+    if len(y) >= samples:
+        return x, y
+    repeats = -(-samples // len(y))
+    return np.tile(x, (repeats, 1)), np.tile(y, repeats)
+
+
 def our_model_spec(config: Config, sizes: dict):
     return dataclasses.replace(config.model, input="embedding", lstm_units=list(sizes["lstm_units"]),
                                dropout=ORIGINAL["dropout"], dense_units=[])
@@ -280,8 +294,8 @@ def measure_training(config: Config, windows, vocab_size: int, sizes: dict):
     keras.utils.set_random_seed(config.train.seed)
     with distribute.scope(config.train.distribution) as plan:
         plan.check_batch(batch)
-        x, y = plan.trim(windows.x, windows.y)
-        steps = _steps(len(y), batch, sizes["train_steps"])
+        steps = _steps(len(windows.y), batch, sizes["train_steps"])
+        x, y = plan.trim(*_enough(windows.x, windows.y, 2 * steps * batch))
         with distribute.precision(config.train.mixed_precision):
             model = build_model(our_model_spec(config, sizes), vocab_size, config.dataset.window)
         compile_model(model, config.train.learning_rate)
@@ -440,18 +454,17 @@ def check_targets(results: dict) -> dict:
     return checked
 
 
-def format_table(results: dict) -> str:
-    m, p, t, g = results["machine"], results["prepare"], results["training"], results["generation"]
-    targets = results["targets"]
-    quick = "  [--quick: a check that it runs, not a measurement]" if results["quick"] else ""
-    model = results["model"]
+def _rows(results: dict) -> list[tuple[str, str, str, str, str]]:
+    p, t, g, targets = results["prepare"], results["training"], results["generation"], results["targets"]
     rows = [
         ("prepare (clean+vocab+windows)", f"{p['seconds']:.1f} s, {p['peak_rss_mb']:,.0f} MB peak", "—", "—",
          _target(targets, "prepare_seconds", "≤ 60 s") + ", " + _target(targets, "prepare_peak_mb", "≤ 2 GB")),
         ("training (samples/s)", f"{t['ours']['samples_per_s']:,.0f} (batch {t['ours']['batch_size']})",
-         f"{t['original']['samples_per_s']:,.0f} (batch 32)", f"{t['ratio']:,.1f}×", _target(targets, "training", "≥ 10×")),
-        ("one poem (latency)", f"{g['ours']['one_poem_s'] * 1000:,.0f} ms", f"{g['original_loop']['one_poem_s'] * 1000:,.0f} ms",
-         f"{g['ratios']['one_poem']:,.1f}×", _target(targets, "one_poem", "≥ 20×")),
+         f"{t['original']['samples_per_s']:,.0f} (batch {t['original']['batch_size']})", f"{t['ratio']:,.1f}×",
+         _target(targets, "training", "≥ 10×")),
+        ("one poem (latency)", f"{g['ours']['one_poem_s'] * 1000:,.0f} ms",
+         f"{g['original_loop']['one_poem_s'] * 1000:,.0f} ms", f"{g['ratios']['one_poem']:,.1f}×",
+         _target(targets, "one_poem", "≥ 20×")),
     ]
     for size in results["sizes"]["batches"]:
         rows.append((f"{size} poems, one batch (poems/s)", f"{g['ours'][f'batch_{size}_poems_per_s']:,.1f}",
@@ -460,17 +473,39 @@ def format_table(results: dict) -> str:
     w = results["word2vec"]
     rows.append(("word2vec (training split)", f"{w['seconds']:.1f} s", "—", "—",
                  f"{w['poems']:,} poems, {w['epochs']} epochs"))
-    header = ("", "ours", "original", "ratio", "target")
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(5)]
-    lines = [f"jueju benchmark, {results['date']}{quick}",
-             f"{m['backend']} {m['backend_version']} (keras {m['keras']}) on {', '.join(m['devices'])}; "
-             f"{m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; load average {m['load_average'][0]}",
-             f"model: vocabulary {model['vocab_size']:,}, LSTM {' + '.join(map(str, model['lstm_units']))}, "
-             f"dropout {model['dropout']}, window {model['window']}; {p['quatrains']:,} quatrains, "
-             f"{p['train_windows']:,} training windows",
-             "  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    return rows
+
+
+def _heading(results: dict) -> list[str]:
+    m, p, model = results["machine"], results["prepare"], results["model"]
+    quick = "  [--quick: a check that it runs, not a measurement]" if results["quick"] else ""
+    return [f"jueju benchmark, {results['date']}{quick}",
+            f"{m['backend']} {m['backend_version']} (keras {m['keras']}) on {', '.join(m['devices'])}; "
+            f"{m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; load average {m['load_average'][0]}",
+            f"model: vocabulary {model['vocab_size']:,}, LSTM {' + '.join(map(str, model['lstm_units']))}, "
+            f"dropout {model['dropout']}, window {model['window']}; {p['quatrains']:,} quatrains, "
+            f"{p['train_windows']:,} training windows"]
+
+
+HEADER = ("", "ours", "original", "ratio", "target")
+
+
+def format_table(results: dict) -> str:
+    """The results as a plain-text table, for the terminal."""
+    rows = _rows(results)
+    widths = [max(len(str(row[i])) for row in [HEADER, *rows]) for i in range(len(HEADER))]
+    lines = [*_heading(results), "  ".join(h.ljust(w) for h, w in zip(HEADER, widths)).rstrip()]
     lines += ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
     return "\n".join(lines)
+
+
+def format_markdown(results: dict) -> str:
+    """The same as a Markdown table, for docs/speed.md."""
+    heading = _heading(results)
+    lines = [f"**{heading[0]}**  ", *[f"{line}  " for line in heading[1:]], "",
+             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(row) + " |" for row in _rows(results)]
+    return "\n".join(lines) + "\n"
 
 
 def _target(targets: dict, name: str, text: str) -> str:

@@ -5,8 +5,9 @@
                   (on a machine without GPUs, on every logical CPU device)
     multi_worker  TensorFlow's MultiWorkerMirroredStrategy: the machines named in TF_CONFIG,
                   each with all its GPUs; every machine runs the same `jueju train`
-    data_parallel JAX through keras.distribution.DataParallel: every device JAX sees, and every
-                  process of a multi-process job when KERAS_DISTRIBUTION_* is set
+    data_parallel JAX through keras.distribution.DataParallel: every device JAX sees (and, when
+                  KERAS_DISTRIBUTION_NUM_PROCESSES > 1, keras.distribution.initialize() joins the
+                  processes of a multi-host job first; that path is not tested here)
 
 Each copy of the model gets `batch_size / replicas` windows per step and the gradients are
 averaged, so one step is the same step as on one device with the whole batch:
