@@ -72,3 +72,17 @@ def test_normalise_without_a_model_accepts_five_or_seven():
 def test_a_vocabulary_that_does_not_match_the_model_is_refused(poet):
     with pytest.raises(ValueError, match="different training runs"):
         Poet(poet.model, Vocab.build(POEMS[:1], 20), poet.config)
+
+
+def test_the_inference_model_has_no_optimizer_state(poet, tmp_path):
+    import keras
+
+    from jueju.model import compile_model, load_model, save_inference_model
+
+    model = compile_model(keras.models.clone_model(poet.model), 0.01)
+    model.fit(poet.vocab.encode("床前明月光，" * 2).reshape(2, 6), poet.vocab.encode("疑是"), verbose=0)
+    model.save(tmp_path / "full.keras")
+    save_inference_model(model, tmp_path / "slim.keras")
+    slim = load_model(tmp_path / "slim.keras")
+    assert not slim.compiled
+    assert (tmp_path / "slim.keras").stat().st_size < 0.6 * (tmp_path / "full.keras").stat().st_size  # Adam: 3x

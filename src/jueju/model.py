@@ -87,7 +87,7 @@ def load_model(path: str | Path) -> keras.Model:
 def save_inference_model(model: keras.Model, path: str | Path) -> None:
     """Save the weights and architecture only (no optimizer state): a third of the size, for generation."""
     path = Path(path)
-    slim = keras.models.clone_model(model)
+    slim = keras.Model.from_config(model.get_config())  # not clone_model: Keras 3 clones the optimizer too
     slim.set_weights(model.get_weights())
     tmp = path.with_name(f".{path.stem}.tmp.keras")
     slim.save(tmp)
