@@ -11,11 +11,12 @@ import json
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from local_server import clear_proxies, local_server
 
 import jueju.crawl as jc
 from jueju.crawl import CrawlSummary, collection_files, crawl
@@ -145,9 +146,7 @@ def poem_file(collection: str, n: int) -> bytes:
 
 @pytest.fixture(autouse=True)
 def no_proxy(monkeypatch):
-    # httpx honours proxy variables; a developer's proxy must not see 127.0.0.1 traffic.
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
+    clear_proxies(monkeypatch)
 
 
 @pytest.fixture
@@ -165,18 +164,11 @@ def upstream(tmp_path, mini):
         n = int(name.split(".")[2])
         (root / FOLDER / name).write_bytes(poem_file("mini", n))
     up = FakeUpstream(root)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), make_handler(up))
-    server.daemon_threads = True  # a stalled handler must never hold up teardown
-    up.base_url = f"http://127.0.0.1:{server.server_address[1]}/"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield up
-    finally:
-        up.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with local_server(make_handler(up)) as up.base_url:
+        try:
+            yield up
+        finally:
+            up.release.set()  # stalled handlers end before the server shuts down
 
 
 @pytest.fixture

@@ -18,11 +18,12 @@ import struct
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from local_server import clear_proxies, local_server
 
 import jueju.crawl as jc
 from jueju.crawl import CrawlSummary, crawl
@@ -154,34 +155,20 @@ def make_handler(up: Faulty) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-class QuietServer(ThreadingHTTPServer):
-    daemon_threads = True  # a stalled handler must never hold up teardown
-
-    def handle_error(self, request, client_address):
-        pass  # resets and dropped clients are the point here
-
-
 @pytest.fixture(autouse=True)
 def no_proxy(monkeypatch):
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
+    clear_proxies(monkeypatch)
 
 
 @pytest.fixture
 def up(monkeypatch):
     monkeypatch.setitem(jc.COLLECTIONS, "mini", (FOLDER, 4000))
     faulty = Faulty()
-    server = QuietServer(("127.0.0.1", 0), make_handler(faulty))
-    faulty.base_url = f"http://127.0.0.1:{server.server_address[1]}/"
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield faulty
-    finally:
-        faulty.stop.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    with local_server(make_handler(faulty)) as faulty.base_url:
+        try:
+            yield faulty
+        finally:
+            faulty.stop.set()  # endless handlers end before the server shuts down
 
 
 @pytest.fixture

@@ -7,13 +7,13 @@ The mirror at ../shared/data/chinese-poetry has the local layout
 
 from __future__ import annotations
 
-import threading
 from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
+from local_server import clear_proxies, local_server
 
 from jueju.crawl import collection_files, crawl
 
@@ -53,17 +53,9 @@ class MirrorHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def mirror_url(monkeypatch):
-    for var in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(MirrorHandler, mirror=MIRROR))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
+    clear_proxies(monkeypatch)
+    with local_server(partial(MirrorHandler, mirror=MIRROR)) as url:
+        yield url.rstrip("/")
 
 
 def test_crawls_all_tang_files_byte_identical_then_skips_them(mirror_url, tmp_path):

@@ -28,7 +28,7 @@ from jueju.cli import main
 from jueju.config import load_config
 from jueju.dataset import Vocab
 from jueju.model import load_model
-from jueju.train import TrainState, _starting_point, latest_checkpoint, train
+from jueju.train import TrainState, _starting_point, train
 
 from conftest import tiny_overrides
 
