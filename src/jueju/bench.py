@@ -114,12 +114,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "else the crawled data/raw")
     parser.add_argument("--out", metavar="FILE",
                         help="JSON results (default logs/benchmark[-quick].json; a Markdown table beside it, .md)")
+    parser.add_argument("--load", metavar="MODEL_DIR",
+                        help="also serve this trained model and load it with 1, 8 and 64 clients, "
+                             "with and without batching (jueju.loadtest)")
 
 
 def run_from_args(config: Config, args) -> int:
     corpus = Path(args.corpus) if args.corpus else default_corpus(config)
     out = Path(args.out) if args.out else config.log_dir / f"benchmark{'-quick' if args.quick else ''}.json"
     results = run(config, corpus, quick=args.quick)
+    if args.load:
+        from .loadtest import benchmark as load_run, format_rows
+
+        results["load"] = load_run([args.load], requests=32 if args.quick else 256)
+        print(format_rows(results["load"]))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, ensure_ascii=False, indent=2) + "\n", "utf-8")
     out.with_suffix(".md").write_text(format_markdown(results), "utf-8")
