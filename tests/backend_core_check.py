@@ -16,27 +16,22 @@ import pytest
 
 from jueju import distribute
 from jueju.config import load_config
-from jueju.corpus import clean_corpus, read_source
 from jueju.dataset import Vocab, make_windows, encode_poems
 from jueju.generate import Poet
 from jueju.model import build_model, compile_model, load_model, save_inference_model
 from jueju.prosody import rhymes
 
-from conftest import TINY_CORPUS, tiny_overrides
+from conftest import RHYME_WORDS, tiny_overrides, tiny_quatrains
 
 BACKEND = keras.backend.backend()
 LINE = re.compile("[，。]")
 FIVE = re.compile(r"^([\u4e00-\u9fff]{5})，([\u4e00-\u9fff]{5})。([\u4e00-\u9fff]{5})，([\u4e00-\u9fff]{5})。$")
-RHYME_WORDS = ["东同中风空红冬钟龙松容江窗双支时诗知枝思微飞归衣鱼书居初虞无图湖齐西溪啼",
-               "佳街灰开来台真人春新文云元言门寒山间看删关先天年前边萧桥朝豪高毛歌多河何",
-               "麻家花华阳长光香乡庚明声情清青星蒸升尤秋流楼侵心深林覃南谈盐添咸"]
 SPEC = ["model.input=embedding", "model.lstm_units=16,16", "model.embedding_dim=8"]
 
 
 @pytest.fixture(scope="module")
 def corpus():
-    quatrains, _, _ = clean_corpus(read_source(TINY_CORPUS / "poet.tang.0.json"), line_length=5)
-    return quatrains
+    return tiny_quatrains()
 
 
 @pytest.fixture(scope="module")

@@ -20,6 +20,19 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+# common rhyme words of every 平水韵 group, so small test vocabularies can always rhyme
+RHYME_WORDS = ["东同中风空红冬钟龙松容江窗双支时诗知枝思微飞归衣鱼书居初虞无图湖齐西溪啼",
+               "佳街灰开来台真人春新文云元言门寒山间看删关先天年前边萧桥朝豪高毛歌多河何",
+               "麻家花华阳长光香乡庚明声情清青星蒸升尤秋流楼侵心深林覃南谈盐添咸"]
+
+
+def tiny_quatrains() -> list[str]:
+    """The fixture corpus's clean five-character quatrains."""
+    from jueju.corpus import clean_corpus, read_source
+
+    return clean_corpus(read_source(TINY_CORPUS / "poet.tang.0.json"), line_length=5)[0]
+
+
 def tiny_overrides(root: Path, **extra) -> list[str]:
     """A configuration that trains in seconds on the tiny fixture corpus, writing only under `root`."""
     values = {

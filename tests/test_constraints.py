@@ -12,30 +12,27 @@ import pytest
 
 from jueju.config import load_config
 from jueju.constraints import LineIndex
-from jueju.corpus import read_source, clean_corpus, to_simplified
+from jueju.corpus import to_simplified
 from jueju.dataset import Vocab
 from jueju.generate import Poet
 from jueju.model import build_model
 from jueju.prosody import FREE_POSITIONS, TONAL_PATTERNS, package_table_path
 
-from conftest import TINY_CORPUS
+from conftest import RHYME_WORDS, tiny_quatrains
 
 LINE = re.compile("[，。]")
 
 
 @pytest.fixture(scope="module")
 def corpus():
-    quatrains, _, _ = clean_corpus(read_source(TINY_CORPUS / "poet.tang.0.json"), line_length=5)
-    return quatrains
+    return tiny_quatrains()
 
 
 @pytest.fixture(scope="module")
 def poet(corpus):
     config = load_config(overrides=["model.input=embedding", "model.lstm_units=16", "model.embedding_dim=8"])
     # a vocabulary with the characters of the fixture and common rhyme words, so every group has members
-    vocab = Vocab.build(corpus + ["东同中风空红冬钟龙松容江窗双支时诗知枝思微飞归衣鱼书居初虞无图湖齐西溪啼",
-                                  "佳街灰开来台真人春新文云元言门寒山间看删关先天年前边萧桥朝豪高毛歌多河何",
-                                  "麻家花华阳长光香乡庚明声情清青星蒸升尤秋流楼侵心深林覃南谈盐添咸"], 2000)
+    vocab = Vocab.build(corpus + RHYME_WORDS, 2000)
     train_lines = LineIndex.from_lines({line for poem in corpus for line in LINE.split(poem) if line}, vocab)
     return Poet(build_model(config.model, len(vocab), config.dataset.window), vocab, config, train_lines)
 
