@@ -10,6 +10,7 @@ import pytest
 
 from jueju import bench
 from jueju.cli import main
+from jueju.config import load_config
 
 from conftest import SHARED_DATA, TINY_CORPUS
 
@@ -48,7 +49,7 @@ def test_quick_benchmark_reports_every_figure(tmp_path):
         assert positive(prepare[key]), key
 
     training = results["training"]
-    for side, batch in (("ours", 1024), ("original", 32)):
+    for side, batch in (("ours", load_config().train.batch_size), ("original", 32)):
         assert positive(training[side]["samples_per_s"]) and training[side]["batch_size"] == batch
     assert positive(training["ratio"])
 

@@ -7,7 +7,7 @@ from jueju.config import DEFAULT_CONFIG, ConfigError, load_config
 def test_defaults_load_and_resolve_paths():
     config = load_config()
     assert config.corpus.line_length == 5 and config.dataset.window == 6
-    assert config.model.lstm_units == [256, 256] and config.model.dense_units == []
+    assert config.model.lstm_units == [384, 384] and config.dataset.context == "sequence" and config.model.dense_units == []
     assert config.generate.seed is None
     assert config.data_dir == DEFAULT_CONFIG.parents[1] / "data" / "wuyan"
 

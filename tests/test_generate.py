@@ -13,12 +13,13 @@ POEMS = ["床前明月光，疑是地上霜。举头望明月，低头思故乡�
 FIVE = re.compile(r"^([\u4e00-\u9fff]{5})，([\u4e00-\u9fff]{5})。([\u4e00-\u9fff]{5})，([\u4e00-\u9fff]{5})。$")
 
 
-@pytest.fixture(scope="module")
-def poet():
+@pytest.fixture(scope="module", params=["window", "sequence"])
+def poet(request):
+    """A window model and a sequence model: the format guarantees hold for both."""
     config = load_config(overrides=["model.input=embedding", "model.lstm_units=16", "model.embedding_dim=8",
-                                    "generate.rhyme=none", "generate.no_copy=false"])
+                                    "generate.rhyme=none", "generate.no_copy=false", f"dataset.context={request.param}"])
     vocab = Vocab.build(POEMS, 200)
-    return Poet(build_model(config.model, len(vocab), config.dataset.window), vocab, config)
+    return Poet(build_model(config.model, len(vocab), config.model_window), vocab, config)
 
 
 @pytest.mark.parametrize("sampler", ["greedy", "temperature", "top_k", "top_p"])
@@ -80,7 +81,9 @@ def test_the_inference_model_has_no_optimizer_state(poet, tmp_path):
     from jueju.model import compile_model, load_model, save_inference_model
 
     model = compile_model(keras.models.clone_model(poet.model), 0.01)
-    model.fit(poet.vocab.encode("床前明月光，" * 2).reshape(2, 6), poet.vocab.encode("疑是"), verbose=0)
+    x = poet.vocab.encode("床前明月光，" * 2).reshape(2, 6)
+    y = x if poet.window is None else poet.vocab.encode("疑是")  # a sequence model: a target per position
+    model.fit(x, y, verbose=0)
     model.save(tmp_path / "full.keras")
     save_inference_model(model, tmp_path / "slim.keras")
     slim = load_model(tmp_path / "slim.keras")

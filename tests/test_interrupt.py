@@ -72,6 +72,7 @@ def root(tmp_path_factory) -> Path:
 def overrides(root: Path, run: str, **extra) -> list[str]:
     values = {"crawl.source": root / "corpus.json", "model.input": "embedding", "model.embedding_dim": 16,
               "train.epochs": EPOCHS, "train.steps_per_epoch": 80, "train.sample_every": 0,
+              "train.batch_size": 4,  # many steps an epoch (58 poems), so Ctrl-C lands between two of them
               "paths.model_dir": root / run / "models", "paths.log_dir": root / run / "logs"}
     values.update(extra)
     return tiny_overrides(root, **values)
@@ -193,7 +194,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_continues_from(root, straight, tm
 
     # --resume picks it up, at the right epoch, with the weights as they were at Ctrl-C.
     config = load_config(overrides=overrides(root, run))
-    model, state = _starting_point(config, Vocab.load(config.data_dir / "vocab.json"), True, None)
+    model, state = _starting_point(config, Vocab.load(config.data_dir / "vocab.json"), True, None, 0.01)
     assert state.epoch == next_epoch - 1
     assert TrainState.load(config.model_dir / "train_state.json").epoch == next_epoch - 1
     if next_epoch == 2:  # interrupted inside epoch 2, as intended: its steps so far are kept

@@ -69,8 +69,9 @@ def test_finetune_with_another_vocabulary_is_refused(trained, tmp_path, capsys):
 
 def test_prepared_artefacts(trained):
     data = trained / "data" / "wuyan"
-    train = Windows.load(data / "train.npz")
-    assert train.x.shape[1] == 6 and len(train.y) == 24 * len((data / "train.txt").read_text("utf-8").split())
+    train = Windows.load(data / "train.npz")  # the default: one sequence per poem, a target at every position
+    poems = len((data / "train.txt").read_text("utf-8").split())
+    assert train.x.shape == train.y.shape == (poems, 24) and (train.x[:, 0] == 0).all()
     assert (data / "word2vec.txt").is_file() and (data / "manifest.json").is_file()
 
 

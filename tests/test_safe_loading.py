@@ -85,7 +85,8 @@ def test_every_loader_call_is_explicitly_safe():
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     """A small compiled model, its vocabulary and config, and its bytes as a .keras file."""
-    config = load_config(overrides=["model.input=embedding", "model.lstm_units=8", "model.embedding_dim=4"])
+    config = load_config(overrides=["model.input=embedding", "model.lstm_units=8", "model.embedding_dim=4",
+                                    "dataset.context=window"])
     vocab = Vocab.build(POEMS, 100)
     model = compile_model(build_model(config.model, len(vocab), config.dataset.window), 0.01)
     model.optimizer.build(model.trainable_variables)  # saved with its optimizer state, like a checkpoint
@@ -192,6 +193,11 @@ def test_training_refuses_a_model_that_does_not_fit_the_data_set(small):
     other = Vocab.build(POEMS[:1], 100)
     with pytest.raises(ValueError, match=rf"predicts {len(vocab)} tokens but the vocabulary has {len(other)}"):
         _check_compatible(model, other, config)
-    wider = load_config(overrides=["dataset.window=8"])
-    with pytest.raises(ValueError, match="windows of 6 but dataset.window is 8"):
+    wider = load_config(overrides=["dataset.context=window", "dataset.window=8"])
+    with pytest.raises(ValueError, match="reads windows of 6 but .* has windows of 8"):
         _check_compatible(model, vocab, wider)
+    with pytest.raises(ValueError, match="reads windows of 6 but .*dataset.context = sequence.* has sequences"):
+        _check_compatible(model, vocab, load_config(overrides=["dataset.context=sequence"]))
+    sequence_model = build_model(config.model, len(vocab), None)
+    with pytest.raises(ValueError, match="reads sequences but .* has windows of 6"):
+        _check_compatible(sequence_model, vocab, config)

@@ -67,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
     bench_arguments(bench)  # --quick, --corpus, --out
     bench.set_defaults(run=_bench)
 
+    study = add("study-context", help="train each context length (window 6, 12, whole poem, sequence) for the "
+                                      "same time and compare validation perplexity and speed")
+    study.add_argument("--seconds", type=float, default=360.0, help="training time per variant (default 360)")
+    study.add_argument("--only", action="append", metavar="NAME", help="run only this variant (repeatable)")
+    study.add_argument("--out", metavar="FILE", help="JSON results (default: <log_dir>/context_study.json)")
+    study.set_defaults(run=_study)
+
     generate = add("generate", help="write poems from first lines, or an acrostic")
     generate.add_argument("first_lines", nargs="*", metavar="FIRST_LINE", help="5 or 7 Han characters")
     generate.add_argument("--acrostic", metavar="CHARS", help="4 characters to open the 4 lines (藏头诗)")
@@ -162,6 +169,23 @@ def _bench(config, args):
     from .bench import run_from_args
 
     return run_from_args(config, args)
+
+
+def _study(config, args):
+    from pathlib import Path
+
+    from .pipeline import prepare
+    from .study import choose_variants, format_study, run_study, write_study
+
+    if not args.seconds > 0:
+        raise ValueError(f"--seconds must be a positive number, got {args.seconds}")
+    choose_variants(config, args.only)
+    prepare(config)
+    results = run_study(config, args.seconds, args.only)
+    out = Path(args.out) if args.out else config.log_dir / "context_study.json"
+    write_study(results, out)
+    print(format_study(results))
+    print(f"results in {out}")
 
 
 def _generate(config, args):

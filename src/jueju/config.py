@@ -63,6 +63,7 @@ class Corpus:
 @dataclass
 class Dataset:
     vocab_size: int = field(metadata=_range(10, 100_000))
+    context: str = field(metadata=_choices("window", "sequence"))
     window: int = field(metadata=_range(1, 64))
     valid_fraction: float = field(metadata=_range(0.0, 0.5))
     test_fraction: float = field(metadata=_range(0.0, 0.5))
@@ -99,6 +100,7 @@ class Train:
     batch_size: int = field(metadata=_range(1, 1 << 20))
     steps_per_epoch: int = field(metadata=_range(0))
     learning_rate: float = field(metadata=_range(1e-7, 10.0))
+    lr_schedule: str = field(metadata=_choices("constant", "cosine"))
     distribution: str = field(metadata=_choices("none", "mirrored", "multi_worker", "data_parallel"))
     mixed_precision: str = field(metadata=_choices("none", "mixed_float16", "mixed_bfloat16"))
     patience: int = field(metadata=_range(0))
@@ -155,6 +157,11 @@ class Config:
     def path(self, relative: str) -> Path:
         """A config path resolved against the project root (absolute paths kept)."""
         return PROJECT_ROOT / relative
+
+    @property
+    def model_window(self) -> int | None:
+        """Ids the model reads per sample: dataset.window, or None (any length) for sequences."""
+        return None if self.dataset.context == "sequence" else self.dataset.window
 
     @property
     def raw_dir(self) -> Path:

@@ -1,8 +1,13 @@
-"""The data set: vocabulary, train/valid/test split and sliding-window samples.
+"""The data set: vocabulary, train/valid/test split, and the samples the trainer reads.
 
-Everything here is integer NumPy: a poem is a row of token ids, and the windows
-(`window` ids -> the next id) are cut from all poems at once with a strided view,
-never as one-hot or word-vector arrays on the host.
+Two layouts of samples (dataset.context):
+- window:   every run of `window` ids -> the id after it, cut from all poems at once
+            with a strided view (the original's layout; window 23 = the whole poem before
+            each character of a 五言 quatrain, left-padded);
+- sequence: each poem one sample, read from a <pad> start token, with a target at
+            every position (the model sees the whole poem before each character, and
+            one pass over the poem trains all its positions).
+Everything here is integer NumPy, never one-hot or word-vector arrays on the host.
 """
 from __future__ import annotations
 
@@ -114,10 +119,37 @@ def make_windows(poems: np.ndarray, window: int, pad_start: bool) -> tuple[np.nd
     return np.ascontiguousarray(runs[:, :-1]), np.ascontiguousarray(runs[:, -1])
 
 
+def make_sequences(poems: np.ndarray, pad_start: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Each poem -> (its ids shifted right by one, its ids): a target at every position.
+
+    With pad_start the input starts with one <pad> (the start token), so the first
+    character is a target too; without it, the first character is only read.
+    """
+    if pad_start:
+        return np.pad(poems[:, :-1], ((0, 0), (1, 0)), constant_values=PAD_ID), poems.copy()
+    if poems.shape[1] < 2:
+        raise ValueError(f"poems of {poems.shape[1]} tokens leave no target without pad_start")
+    return np.ascontiguousarray(poems[:, :-1]), np.ascontiguousarray(poems[:, 1:])
+
+
+def make_samples(poems: np.ndarray, context: str, window: int, pad_start: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The samples of dataset.context: sliding windows, or one sequence per poem."""
+    if context == "sequence":
+        return make_sequences(poems, pad_start)
+    if context == "window":
+        return make_windows(poems, window, pad_start)
+    raise ValueError(f"unknown dataset.context {context!r}; valid: {', '.join(CONTEXTS)}")
+
+
+CONTEXTS = ("window", "sequence")
+
+
 @dataclass
 class Windows:
-    x: np.ndarray  # (samples, window) int32 ids
-    y: np.ndarray  # (samples,) int32 id of the next character
+    """The samples of one split: windows (x (n, window), y (n,)) or sequences (x and y (n, length))."""
+
+    x: np.ndarray  # int32 ids the model reads
+    y: np.ndarray  # int32 ids it must predict: one per window, or one per position of a sequence
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
@@ -132,10 +164,12 @@ class Windows:
 
 
 def build_dataset(quatrains: Sequence[str], stanzas: Sequence[str], out_dir: str | Path, *, vocab_size: int,
-                  window: int, pad_start: bool, valid_fraction: float, test_fraction: float, seed: int) -> dict:
+                  window: int, pad_start: bool, valid_fraction: float, test_fraction: float, seed: int,
+                  context: str = "window") -> dict:
     """Split, build the vocabulary from the training split and write every artefact the trainer reads.
 
-    Writes vocab.json, {train,valid,test}.txt, {train,valid,test}.npz and dataset.json (counts).
+    Writes vocab.json, {train,valid,test}.txt, {train,valid,test}.npz (samples of `context`)
+    and dataset.json (counts).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -144,13 +178,16 @@ def build_dataset(quatrains: Sequence[str], stanzas: Sequence[str], out_dir: str
         raise ValueError("no training poems: the corpus is empty after cleaning (check corpus.line_length)")
     vocab = Vocab.build(splits["train"], vocab_size)
     vocab.save(out_dir / "vocab.json")
-    counts = {"vocab_size": len(vocab), "window": window, "pad_start": pad_start}
+    counts = {"vocab_size": len(vocab), "context": context, "window": window, "pad_start": pad_start}
     for name, poems in splits.items():
         write_text_atomic(out_dir / f"{name}.txt", "".join(poem + "\n" for poem in poems))
         encoded = encode_poems(poems, vocab) if poems else np.zeros((0, window + 1), np.int32)
-        windows = Windows(*make_windows(encoded, window, pad_start))
-        windows.save(out_dir / f"{name}.npz")
-        counts[f"{name}_poems"], counts[f"{name}_windows"] = len(poems), len(windows.y)
+        samples = Windows(*make_samples(encoded, context, window, pad_start))
+        samples.save(out_dir / f"{name}.npz")
+        counts[f"{name}_poems"], counts[f"{name}_samples"] = len(poems), len(samples.y)
+        counts[f"{name}_targets"] = int(samples.y.size)
+        if context == "window":
+            counts[f"{name}_windows"] = len(samples.y)
         counts[f"{name}_unknown_chars"] = int((encoded == UNK_ID).sum())
     write_text_atomic(out_dir / "dataset.json", json.dumps(counts, indent=2))
     return counts

@@ -69,8 +69,9 @@ class Plan:
                 f"({self.name} on {self.backend}): use a multiple of {self.replicas}")
 
     def trim(self, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Drop the last few samples so the last, partial batch also splits evenly (JAX shards exactly)."""
-        if self.name != "data_parallel" or self.replicas == 1:
+        """Drop the last few samples so the last, partial batch also splits evenly (JAX shards exactly;
+        tf.distribute cannot add up unequal per-replica losses of sequences)."""
+        if self.replicas == 1:
             return arrays
         keep = len(arrays[0]) - len(arrays[0]) % self.replicas
         return tuple(array[:keep] for array in arrays)

@@ -30,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .dataset import HAN, PAD_ID, UNK_ID, Vocab, make_windows, read_poems, write_text_atomic
+from .dataset import HAN, PAD_ID, UNK_ID, Vocab, make_sequences, make_windows, read_poems, write_text_atomic
 
 DISCOUNT = 0.75
 SCHEMES = ("pingshui", "xin")
@@ -186,7 +186,7 @@ def _perplexity(log_probs: np.ndarray) -> float:
     return float(math.exp(-float(np.mean(log_probs))))
 
 
-def lstm_log_probs(model, vocab: Vocab, poems: list[str], window: int, pad_start: bool,
+def lstm_log_probs(model, vocab: Vocab, poems: list[str], window: int | None, pad_start: bool,
                    batch_size: int = PREDICT_BATCH) -> np.ndarray:
     """Log P(target) of every scored target (see `scored_targets`), renormalised over the Han tokens.
 
@@ -194,8 +194,10 @@ def lstm_log_probs(model, vocab: Vocab, poems: list[str], window: int, pad_start
     as in training: with pad_start the poem is preceded by `window` <pad> ids (the
     dataset's windows); without it, windows start at the poem's start, and a target
     closer to the start than `window` gets a left-padded context, as the generator
-    feeds it.
+    feeds it. window=None: a sequence model reads each whole poem once, as in training.
     """
+    if window is None:
+        return _sequence_log_probs(model, vocab, poems, pad_start, batch_size)
     ids, mask, _ = scored_targets(vocab, poems)
     first = int(np.argmax(mask.any(axis=0)))  # the earliest scored position
     pad = window if pad_start else max(0, window - first)
@@ -216,7 +218,25 @@ def lstm_log_probs(model, vocab: Vocab, poems: list[str], window: int, pad_start
     return out
 
 
-def lstm_perplexity(model, vocab: Vocab, poems: list[str], window: int, pad_start: bool) -> float:
+def _sequence_log_probs(model, vocab: Vocab, poems: list[str], pad_start: bool, batch_size: int) -> np.ndarray:
+    """lstm_log_probs of a sequence model: one pass over each poem scores all its positions."""
+    ids, mask, _ = scored_targets(vocab, poems)
+    x, y = make_sequences(ids, pad_start)
+    if not pad_start:
+        mask = mask[:, 1:]  # the first id is read, never predicted (it is never scored either)
+    han = vocab.han_ids()
+    out = []
+    poems_per_call = max(1, batch_size // y.shape[1])  # bounds the (poems, length, vocab) probabilities held
+    for start in range(0, len(y), poems_per_call):
+        rows = slice(start, start + poems_per_call)
+        probs = np.asarray(model.predict_on_batch(x[rows]))[mask[rows]]
+        target = probs[np.arange(len(probs)), y[rows][mask[rows]]].astype(np.float64)
+        han_mass = probs[:, han].sum(axis=-1, dtype=np.float64)
+        out.append(np.log(np.maximum(target, 1e-300)) - np.log(han_mass))
+    return np.concatenate(out)
+
+
+def lstm_perplexity(model, vocab: Vocab, poems: list[str], window: int | None, pad_start: bool) -> float:
     """Perplexity per Han character of lines 2-4 given line 1, renormalised over the Han tokens."""
     return _perplexity(lstm_log_probs(model, vocab, poems, window, pad_start))
 

@@ -18,7 +18,8 @@ from .constraints import (Characters, Constraint, Layout, LineIndex, NoCopy, NoR
                           choose_patterns, combine)
 from .corpus import to_simplified
 from .dataset import HAN, PAD_ID, UNK_ID, Vocab
-from .model import load_model
+from .distribute import for_sampling
+from .model import is_sequence_model, load_model, with_context
 from .sampling import Sampler, make_sampler
 
 LINE_ENDS = ("，", "。", "，", "。")
@@ -47,7 +48,10 @@ class Poet:
         self.train_lines = train_lines  # for no_copy
         self.line_length = config.corpus.line_length
         self.layout = Layout(self.line_length)
-        self.window = model.input_shape[1]
+        # a window model reads the last `window` ids; a sequence model (window None) the whole poem so far,
+        # through a copy that predicts only after the last id (no softmax at the positions already written)
+        self.window = None if is_sequence_model(model) else model.input_shape[1]
+        self._step = model if self.window is not None else for_sampling(with_context(model, None, False))
         self.han = np.zeros(len(vocab), dtype=bool)
         self.han[vocab.han_ids()] = True
         self._lock = threading.Lock()  # one model, many callers: a batch at a time
@@ -188,11 +192,16 @@ class Poet:
         return "".join(chars)
 
     def _next_logits(self, tokens: np.ndarray, position: int) -> np.ndarray:
-        context = tokens[:, max(0, position - self.window):position]
-        if context.shape[1] < self.window:
-            context = np.pad(context, ((0, 0), (self.window - context.shape[1], 0)), constant_values=PAD_ID)
-        probs = np.asarray(self.model.predict_on_batch(context), dtype=np.float32)
+        if self.window is None:  # the poem so far, after the start token the model was trained with
+            start = 1 if self.config.dataset.pad_start else 0
+            context = np.pad(tokens[:, :position], ((0, 0), (start, 0)), constant_values=PAD_ID)
+        else:
+            context = tokens[:, max(0, position - self.window):position]
+            if context.shape[1] < self.window:
+                context = np.pad(context, ((0, 0), (self.window - context.shape[1], 0)), constant_values=PAD_ID)
+        probs = np.asarray(self._step.predict_on_batch(context), dtype=np.float32)
         return np.log(np.maximum(probs, np.finfo(np.float32).tiny))
+
 
 
 def normalise_first_line(text, line_length: int | None = None, simplify: bool = True) -> str:

@@ -1,6 +1,10 @@
-"""The network: integer windows -> embedding / one-hot -> stacked LSTM -> softmax over the vocabulary.
+"""The network: integer ids -> embedding / one-hot -> stacked LSTM -> softmax over the vocabulary.
 
-Backend-agnostic Keras 3 (only `keras.ops`), so it trains and generates on
+A window model reads (batch, window) ids and predicts the next one; a sequence model
+reads (batch, any length) ids and predicts at every position. Their weights are the
+same shapes, so `with_context` turns one into the other (a window model fine-tuned as
+a sequence model; a sequence model that predicts only after its last id, for
+generation). Backend-agnostic Keras 3 (only `keras.ops`), so it trains and generates on
 TensorFlow, JAX and PyTorch. Saved as .keras and loaded in safe mode.
 """
 from __future__ import annotations
@@ -35,16 +39,17 @@ class OneHot(layers.Layer):
         return {**super().get_config(), "depth": self.depth}
 
 
-def build_model(spec: Model, vocab_size: int, window: int, embedding: np.ndarray | None = None) -> keras.Model:
+def build_model(spec: Model, vocab_size: int, window: int | None, embedding: np.ndarray | None = None) -> keras.Model:
     """A functional model mapping (batch, window) int32 ids to (batch, vocab_size) next-character probabilities.
 
+    window=None: a sequence model, (batch, length) ids of any length -> (batch, length, vocab_size).
     With spec.input == "word2vec", `embedding` (vocab_size x dim) initialises the embedding layer.
     """
     ids = keras.Input(shape=(window,), dtype="int32", name="ids")
     x = _input_layer(spec, vocab_size, embedding)(ids)
     for i, units in enumerate(spec.lstm_units):
         last = i == len(spec.lstm_units) - 1
-        x = layers.LSTM(units, return_sequences=not last, name=f"lstm_{i + 1}")(x)
+        x = layers.LSTM(units, return_sequences=window is None or not last, name=f"lstm_{i + 1}")(x)
         x = layers.Dropout(spec.dropout, name=f"dropout_{i + 1}")(x)
     for i, units in enumerate(spec.dense_units):
         x = layers.Dense(units, activation="relu", name=f"dense_{i + 1}")(x)
@@ -57,6 +62,33 @@ def build_model(spec: Model, vocab_size: int, window: int, embedding: np.ndarray
     return model
 
 
+def is_sequence_model(model: keras.Model) -> bool:
+    """True for a model that predicts at every position ((batch, length, vocab) output)."""
+    return len(model.output_shape) == 3
+
+
+def with_context(model: keras.Model, window: int | None, every_position: bool) -> keras.Model:
+    """The same network and weights, reading `window` ids (None: any length), predicting at every
+    position or only after the last id.
+
+    Only the input shape and the last LSTM's return_sequences change, so the weights carry
+    over one for one.
+    """
+    config = model.get_config()
+    lstms = [layer for layer in config["layers"] if layer["class_name"] == "LSTM"]
+    if not lstms:
+        raise ValueError(f"{model.name} has no LSTM layer: it is not a jueju model")
+    for layer in config["layers"]:
+        if layer["class_name"] == "InputLayer":
+            layer["config"]["batch_shape"] = [None, window]
+    for layer in lstms[:-1]:
+        layer["config"]["return_sequences"] = True
+    lstms[-1]["config"]["return_sequences"] = every_position
+    changed = keras.Model.from_config(config)
+    changed.set_weights(model.get_weights())
+    return changed
+
+
 def _input_layer(spec: Model, vocab_size: int, embedding: np.ndarray | None) -> layers.Layer:
     if spec.input == "one-hot":
         return OneHot(vocab_size, name="one_hot")
@@ -67,7 +99,8 @@ def _input_layer(spec: Model, vocab_size: int, embedding: np.ndarray | None) -> 
     return layers.Embedding(vocab_size, spec.embedding_dim, name="embedding")
 
 
-def compile_model(model: keras.Model, learning_rate: float) -> keras.Model:
+def compile_model(model: keras.Model, learning_rate) -> keras.Model:
+    """Adam (at a rate or a keras.optimizers.schedules schedule) on sparse categorical cross-entropy."""
     model.compile(optimizer=keras.optimizers.Adam(learning_rate),
                   loss=keras.losses.SparseCategoricalCrossentropy())
     return model

@@ -66,7 +66,8 @@ def dataset_stage(config: Config, force: bool = False) -> dict | None:
         return None
     settings, data = config.dataset, config.data_dir
     counts = build_dataset(read_poems(data / "poems.txt"), read_poems(data / "stanzas.txt"), data,
-                           vocab_size=settings.vocab_size, window=settings.window, pad_start=settings.pad_start,
+                           vocab_size=settings.vocab_size, context=settings.context, window=settings.window,
+                           pad_start=settings.pad_start,
                            valid_fraction=settings.valid_fraction, test_fraction=settings.test_fraction,
                            seed=settings.seed)
     log.info("data set: %s", counts)

@@ -25,7 +25,7 @@ from .config import Config
 from .dataset import Vocab, Windows, read_poems, write_text_atomic
 from .constraints import LineIndex
 from .generate import Poet
-from .model import build_model, compile_model, load_model, plot_model, save_inference_model
+from .model import build_model, compile_model, is_sequence_model, load_model, plot_model, save_inference_model, with_context
 from .word2vec import embedding_matrix, load_vectors
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,9 @@ def _train(config: Config, resume: bool, finetune: str | Path | None, plan: dist
         raise ValueError("the validation split is empty: raise dataset.valid_fraction or use a larger corpus")
     keras.utils.set_random_seed(config.train.seed)
     (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    steps = config.train.steps_per_epoch or math.ceil(len(train_set.y) / config.train.batch_size)
     with distribute.precision(config.train.mixed_precision):  # loading too: it restores the loss-scaling optimizer
-        model, state = _starting_point(config, vocab, resume, finetune)
+        model, state = _starting_point(config, vocab, resume, finetune, learning_rate(config.train, steps))
     _check_compatible(model, vocab, config)
     if state.epoch >= config.train.epochs:
         log.info("already trained %d of %d epochs: raise train.epochs to train more", state.epoch, config.train.epochs)
@@ -77,22 +78,70 @@ def _train(config: Config, resume: bool, finetune: str | Path | None, plan: dist
     lines.save(out / "train_lines.npy")
     plot_model(model, out / "model.png")
     log.info("training on %s", distribute.describe(plan))
-    log.info("training on %d windows, validating on %d", len(train_set.y), len(valid_set.y))
+    log.info("training on %d %s (%d targets), validating on %d", len(train_set.y), config.dataset.context,
+             train_set.y.size, len(valid_set.y))
     callbacks = [Checkpointer(config, state), TrainingLog(config, vocab, state, lines)]
     callbacks += extra_callbacks(config, state)  # metrics.csv, TensorBoard
     try:
         # several batches per compiled call where the backend would otherwise wait for each loss
         model.steps_per_execution = plan.steps_per_execution(config.train.steps_per_epoch)
-        model.fit(*plan.trim(train_set.x, train_set.y), batch_size=config.train.batch_size,
-                  epochs=config.train.epochs,
-                  steps_per_epoch=config.train.steps_per_epoch or None, initial_epoch=state.epoch,
-                  validation_data=plan.trim(valid_set.x, valid_set.y), shuffle=True,
+        data = training_data(train_set, config, plan, state.epoch)
+        if isinstance(data["x"], Batches):
+            callbacks.append(data["x"].follow())
+        model.fit(**data, epochs=config.train.epochs,
+                  initial_epoch=state.epoch, validation_data=plan.trim(valid_set.x, valid_set.y),
                   callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)  # no progress bars in logs
     except KeyboardInterrupt:
         save_interrupted(model, callbacks[0].state, config)
         raise  # the caller (the CLI) exits with 130 and no traceback
     plot_after_training(config)
     return callbacks[0].state
+
+
+def training_data(train_set: Windows, config: Config, plan: distribute.Plan, first_epoch: int) -> dict:
+    """model.fit's training data: whole shuffled passes, or with train.steps_per_epoch on one
+    device, `Batches` that walk on through the data (Keras cuts an epoch short at the end of arrays)."""
+    settings = config.train
+    if settings.steps_per_epoch and plan.replicas == 1:
+        return {"x": Batches(train_set.x, train_set.y, settings.batch_size, settings.steps_per_epoch,
+                             settings.seed, first_epoch), "shuffle": False}  # the order is Batches' own
+    x, y = plan.trim(train_set.x, train_set.y)
+    return {"x": x, "y": y, "batch_size": settings.batch_size, "shuffle": True,
+            "steps_per_epoch": settings.steps_per_epoch or None}
+
+
+class Batches(keras.utils.PyDataset):
+    """Epochs of `steps` full batches that walk on through the data: each pass over it in a new order
+    (drawn from `seed` and the pass number), an epoch taking up where the last one stopped.
+
+    `first_epoch` is where a resumed run starts, so it reads the batches a straight run would.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, steps: int, seed: int, first_epoch: int = 0):
+        super().__init__()
+        if len(y) < batch_size:
+            raise ValueError(f"train.batch_size = {batch_size} is larger than the {len(y)} training samples: "
+                             "lower it")
+        self.x, self.y, self.batch_size, self.steps, self.seed = x, y, batch_size, steps, seed
+        self.epoch, self.per_pass = first_epoch, len(y) // batch_size
+        self._order: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __getitem__(self, index: int):
+        step = self.epoch * self.steps + index
+        rows = self.order(step // self.per_pass)[(step % self.per_pass) * self.batch_size:][:self.batch_size]
+        return self.x[rows], self.y[rows]
+
+    def order(self, pass_number: int) -> np.ndarray:
+        if self._order is None or self._order[0] != pass_number:  # one permutation held at a time
+            self._order = pass_number, np.random.default_rng([self.seed, pass_number]).permutation(len(self.y))
+        return self._order[1]
+
+    def follow(self) -> keras.callbacks.Callback:
+        """A callback that tells these batches which epoch runs (Keras calls on_epoch_end once more than that)."""
+        return keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: setattr(self, "epoch", epoch))
 
 
 def save_interrupted(model: keras.Model, state: TrainState, config: Config) -> Path:
@@ -123,7 +172,15 @@ def training_lines(poems: list[str]) -> list[str]:
     return sorted({line for poem in poems for line in re.split("[，。]", poem) if line})
 
 
-def _starting_point(config: Config, vocab: Vocab, resume: bool, finetune) -> tuple[keras.Model, TrainState]:
+def learning_rate(settings, steps_per_epoch: int):
+    """train.learning_rate, or its cosine decay to a tenth over train.epochs of `steps_per_epoch` steps."""
+    if settings.lr_schedule == "constant":
+        return settings.learning_rate
+    return keras.optimizers.schedules.CosineDecay(settings.learning_rate, settings.epochs * steps_per_epoch,
+                                                  alpha=0.1)
+
+
+def _starting_point(config: Config, vocab: Vocab, resume: bool, finetune, rate) -> tuple[keras.Model, TrainState]:
     out = config.model_dir
     for stale in (out / "checkpoints").glob(".epoch_*.tmp.keras"):
         stale.unlink(missing_ok=True)  # a save cut short by a kill; never a checkpoint
@@ -138,12 +195,12 @@ def _starting_point(config: Config, vocab: Vocab, resume: bool, finetune) -> tup
         log.warning("no checkpoint in %s: starting from scratch", out / "checkpoints")
     if finetune:
         log.info("fine-tuning %s", finetune)
-        return compile_model(load_model(finetune), config.train.learning_rate), TrainState()
+        return compile_model(fit_context(load_model(finetune), config), rate), TrainState()
     embedding = None
     if config.model.input == "word2vec":
         embedding = embedding_matrix(vocab, load_vectors(config.data_dir / "word2vec.txt"), config.train.seed)
-    model = build_model(config.model, len(vocab), config.dataset.window, embedding)
-    return compile_model(model, config.train.learning_rate), TrainState()
+    model = build_model(config.model, len(vocab), config.model_window, embedding)
+    return compile_model(model, rate), TrainState()
 
 
 def latest_checkpoint(folder: Path) -> tuple[keras.Model, int] | None:
@@ -167,13 +224,33 @@ def numbered_checkpoints(folder: Path) -> list[tuple[int, Path]]:
     return sorted(numbered)
 
 
+def fit_context(model: keras.Model, config: Config) -> keras.Model:
+    """A model to fine-tune, changed to read the samples of dataset.context (its weights carry over)."""
+    if _reads(model) == _reads_config(config):
+        return model
+    log.info("fine-tuning a model that reads %s as one that reads %s", _reads(model), _reads_config(config))
+    window = config.model_window
+    return with_context(model, window, every_position=window is None)
+
+
+def _reads(model: keras.Model) -> str:
+    return "sequences" if is_sequence_model(model) else f"windows of {model.input_shape[1]}"
+
+
+def _reads_config(config: Config) -> str:
+    window = config.model_window
+    return "sequences" if window is None else f"windows of {window}"
+
+
 def _check_compatible(model: keras.Model, vocab: Vocab, config: Config) -> None:
     if model.output_shape[-1] != len(vocab):
         raise ValueError(f"the model predicts {model.output_shape[-1]} tokens but the vocabulary has {len(vocab)}: "
                          "fine-tune or resume only with the data set the model was trained on")
-    if model.input_shape[1] != config.dataset.window:
-        raise ValueError(f"the model reads windows of {model.input_shape[1]} but dataset.window is "
-                         f"{config.dataset.window}")
+    if _reads(model) != _reads_config(config):
+        raise ValueError(f"the model reads {_reads(model)} but the data set (dataset.context = "
+                         f"{config.dataset.context}, dataset.window = {config.dataset.window}) has "
+                         f"{_reads_config(config)}: resume with the settings the model was trained with, "
+                         "or --finetune it")
 
 
 class Checkpointer(keras.callbacks.Callback):
