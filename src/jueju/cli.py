@@ -175,7 +175,8 @@ def _study(config, args):
     from pathlib import Path
 
     from .pipeline import prepare
-    from .study import choose_variants, format_study, run_study, write_study
+    from .evaluate import write_results
+    from .study import choose_variants, format_study, run_study
 
     if not args.seconds > 0:
         raise ValueError(f"--seconds must be a positive number, got {args.seconds}")
@@ -183,7 +184,7 @@ def _study(config, args):
     prepare(config)
     results = run_study(config, args.seconds, args.only)
     out = Path(args.out) if args.out else config.log_dir / "context_study.json"
-    write_study(results, out)
+    write_results(results, out)
     print(format_study(results))
     print(f"results in {out}")
 

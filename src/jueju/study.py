@@ -12,19 +12,17 @@ that compilation is left out. The trigram baseline on the same split is the yard
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
 
 from .config import Config
-from .dataset import Vocab, encode_poems, make_samples, read_poems, write_text_atomic
+from .dataset import Vocab, encode_poems, make_samples, read_poems
 from .evaluate import lstm_perplexity, trigram_kn, trigram_perplexity
-from .model import build_model, compile_model, with_context
-from .word2vec import embedding_matrix, load_vectors
+from .model import compile_model, with_context
+from .train import new_model
 
 log = logging.getLogger(__name__)
 # windows per step, as the window-6 model was trained (a CPU's throughput levels off there); sequences
@@ -86,12 +84,9 @@ def train_variant(config: Config, vocab: Vocab, ids: np.ndarray, valid_poems: li
 
 
 def _initial_model(config: Config, vocab: Vocab) -> keras.Model:
-    """The config's network as training would build it (word2vec embedding included), as a sequence model."""
+    """The config's network as training would build it, as a sequence model."""
     keras.utils.set_random_seed(config.train.seed)
-    embedding = None
-    if config.model.input == "word2vec":
-        embedding = embedding_matrix(vocab, load_vectors(config.data_dir / "word2vec.txt"), config.train.seed)
-    return build_model(config.model, len(vocab), None, embedding)
+    return new_model(config, vocab, None)
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -126,9 +121,3 @@ def format_study(results: dict) -> str:
         lines.append(f"| {name} | {row['batch_size']} ({row['targets_per_step']:,}) | {row['steps']} | "
                      f"{'-' if speed is None else f'{speed:,.0f}'} | {row['valid_perplexity']:.1f} |")
     return "\n".join(lines)
-
-
-def write_study(results: dict, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(results, ensure_ascii=False, indent=2) + "\n")

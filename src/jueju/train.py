@@ -196,11 +196,15 @@ def _starting_point(config: Config, vocab: Vocab, resume: bool, finetune, rate) 
     if finetune:
         log.info("fine-tuning %s", finetune)
         return compile_model(fit_context(load_model(finetune), config), rate), TrainState()
+    return compile_model(new_model(config, vocab, config.model_window), rate), TrainState()
+
+
+def new_model(config: Config, vocab: Vocab, window: int | None) -> keras.Model:
+    """The config's network with fresh weights (the embedding from word2vec when model.input says so)."""
     embedding = None
     if config.model.input == "word2vec":
         embedding = embedding_matrix(vocab, load_vectors(config.data_dir / "word2vec.txt"), config.train.seed)
-    model = build_model(config.model, len(vocab), config.model_window, embedding)
-    return compile_model(model, rate), TrainState()
+    return build_model(config.model, len(vocab), window, embedding)
 
 
 def latest_checkpoint(folder: Path) -> tuple[keras.Model, int] | None:
