@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from jueju.config import load_config
-from jueju.constraints import LineIndex
+from jueju.constraints import LineIndex, combine
 from jueju.corpus import to_simplified
 from jueju.dataset import Vocab
 from jueju.generate import Poet
@@ -101,11 +101,13 @@ def test_rhyme_first_line_rhymes_all_three(poet, table):
             assert known[0] & known[1] & known[2], poem
 
 
-def test_tonal_patterns_are_followed_with_one_three_five_free(poet, table):
+@pytest.mark.parametrize("sampler", ["top_k", "beam"])  # beam: each poem's pattern holds for all its beams
+def test_tonal_patterns_are_followed_with_one_three_five_free(poet, table, sampler):
     _, tones = table
     patterns = ["".join(p) for p in TONAL_PATTERNS[5].values()]
     free = FREE_POSITIONS[5]
-    for poem in poet.poems("白日依山尽", num=48, seed=4, tonal=True, rhyme="pingshui", no_copy=False):
+    for poem in poet.poems("白日依山尽", num=48, seed=4, tonal=True, rhyme="pingshui", no_copy=False,
+                           sampler=sampler):
         written = "".join(lines(poem)[1:])
 
         def fits(pattern):
@@ -121,12 +123,22 @@ def test_acrostic_opens_every_line_and_keeps_unknown_heads(poet):
     assert [line[0] for line in lines(poet.poem(acrostic="龘夏秋冬", seed=6, no_copy=False))] == list("龘夏秋冬")
 
 
-def test_no_copy_never_outputs_a_training_line(poet, corpus):
+def test_no_copy_never_outputs_a_training_line_even_from_a_model_that_would_copy(poet, corpus, monkeypatch):
+    originals = corpus[:20]
     train_lines = {line for poem in corpus for line in lines(poem)}
-    first_lines = [lines(poem)[0] for poem in corpus[:20]]
-    copied = poet.batch(first_lines, sampler="greedy", no_copy=False, rhyme="none")
-    assert any(set(lines(poem)[1:]) & train_lines for poem in copied) or True  # an untrained model rarely copies
-    for poem in poet.batch(first_lines, sampler="greedy", no_copy=True):
+    by_first_line = {tuple(poet.vocab.encode(poem)[:5]): poet.vocab.encode(poem) for poem in originals}
+
+    def copying(tokens, position):  # all but certain of the training poem's next character
+        logits = np.zeros((len(tokens), len(poet.vocab)))
+        for row, ids in enumerate(tokens):
+            logits[row, by_first_line[tuple(ids[:5])][position]] = 30.0
+        return logits
+
+    monkeypatch.setattr(poet, "_next_logits", copying)
+    options = dict(sampler="greedy", rhyme="none", tonal=False, no_repeat=False)
+    first_lines = [lines(poem)[0] for poem in originals]
+    assert poet.batch(first_lines, no_copy=False, **options) == originals
+    for poem in poet.batch(first_lines, no_copy=True, **options):
         assert not set(lines(poem)[1:]) & train_lines, poem
 
 
@@ -168,6 +180,48 @@ def test_rerank_prefers_what_the_model_finds_probable(poet):
     plain = poet.poems("千山鸟飞绝", num=64, seed=9, rerank=1, no_copy=False, rhyme="none")
     best = poet.poems("千山鸟飞绝", num=64, seed=9, rerank=8, no_copy=False, rhyme="none")
     assert mean_log_prob(best) > mean_log_prob(plain)
+
+
+class Allow:
+    """A constraint that allows the ids of a fixed mask."""
+
+    def __init__(self, mask, yields=True):
+        self.mask, self.yields = np.array(mask, dtype=bool), yields
+
+    def allowed(self, tokens, position):
+        return self.mask
+
+
+def test_constraints_give_way_in_order_where_they_cannot_all_hold():
+    hard = Allow([[1, 1, 1, 0], [1, 1, 1, 0]], yields=False)
+    rhyme = Allow([[1, 1, 0, 0], [0, 0, 0, 1]])  # row 1: nothing the hard one allows
+    repeat = Allow([[0, 0, 1, 1], [0, 1, 0, 0]])  # row 0: nothing left with rhyme
+    mask = combine([hard, rhyme, repeat])(np.zeros((2, 3), int), 2)
+    assert mask.astype(int).tolist() == [[1, 1, 0, 0], [0, 1, 0, 0]]
+    assert not combine([Allow([[0, 0]], yields=False), Allow([[1, 1]])])(np.zeros((1, 1), int), 0).any()
+
+
+@pytest.fixture(scope="module")
+def small_poet():
+    """Four poems' 70 characters: too few for rhyme, tones, no_copy and no_repeat to hold together."""
+    config = load_config(overrides=["model.input=embedding", "model.lstm_units=16", "model.embedding_dim=8"])
+    poems = ["床前明月光，疑是地上霜。举头望明月，低头思故乡。", "千山鸟飞绝，万径人踪灭。孤舟蓑笠翁，独钓寒江雪。",
+             "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。", "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。"]
+    vocab = Vocab.build(poems, 200)
+    train_lines = LineIndex.from_lines({line for poem in poems for line in lines(poem)}, vocab)
+    return Poet(build_model(config.model, len(vocab), None), vocab, config, train_lines)
+
+
+@pytest.mark.parametrize("sampler", ["top_k", "beam"])
+def test_a_small_vocabulary_still_gives_rhyming_poems(small_poet, table, sampler):
+    groups, tones = table
+    poems = small_poet.poems("床前明月光", num=24, seed=11, sampler=sampler, rhyme="pingshui",
+                             rhyme_first_line=True, tonal=True, no_copy=True, no_repeat=True)
+    assert len(poems) == 24
+    for poem in poems:
+        ends = [line[-1] for line in lines(poem)]
+        assert len(lines(poem)) == 4 and all(len(line) == 5 for line in lines(poem)), poem
+        assert groups["光"] & groups[ends[1]] & groups[ends[3]] and "平" in tones[ends[3]], poem
 
 
 def test_impossible_constraints_are_clear_errors(poet):

@@ -8,8 +8,8 @@ import pytest
 from jueju.config import load_config
 from jueju.dataset import PAD_ID, Vocab, Windows, build_dataset, encode_poems, make_samples, make_sequences
 from jueju.evaluate import lstm_log_probs
-from jueju.generate import Poet
-from jueju.model import build_model, is_sequence_model, with_context
+from jueju.generate import Poet, SequenceReader
+from jueju.model import build_model, is_sequence_model, stepping_model, with_context
 from jueju.train import fit_context
 
 POEMS = ["床前明月光，疑是地上霜。举头望明月，低头思故乡。", "千山鸟飞绝，万径人踪灭。孤舟蓑笠翁，独钓寒江雪。",
@@ -21,10 +21,13 @@ def vocab():
     return Vocab.build(POEMS, 200)
 
 
+def config_overrides(extra):
+    return ["model.input=embedding", "model.lstm_units=16,12", "model.embedding_dim=8", *extra]
+
+
 @pytest.fixture(scope="module")
 def config():
-    return load_config(overrides=["model.input=embedding", "model.lstm_units=16,12", "model.embedding_dim=8",
-                                  "generate.rhyme=none", "generate.no_copy=false"])
+    return load_config(overrides=config_overrides(["generate.rhyme=none", "generate.no_copy=false"]))
 
 
 def test_sequences_known_answer(vocab):
@@ -104,6 +107,61 @@ def test_poet_feeds_a_sequence_model_the_whole_poem_so_far(config, vocab, pad_st
             read = np.pad(read, ((0, 0), (1, 0)), constant_values=PAD_ID)
         expected = np.log(model.predict_on_batch(read)[:, -1])
         assert np.allclose(poet._next_logits(tokens, position), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("overrides", [[], ["model.input=one-hot", "model.dense_units=10"]])
+def test_stepping_through_a_poem_in_stretches_gives_the_sequence_models_predictions(config, vocab, overrides):
+    model = build_model(load_config(overrides=config_overrides(overrides)).model, len(vocab), None)
+    stepper = stepping_model(model)
+    x = random_ids(vocab, 3, 24, seed=5)
+    every = model.predict_on_batch(x)
+    states = [np.zeros((3, int(spec.shape[-1])), "float32") for spec in stepper.inputs[1:]]
+    done = 0
+    for end in (1, 6, 7, 12, 24):  # stretches of 1, 5, 1, 5 and 12 ids
+        probs, *states = stepper.predict_on_batch([x[:, done:end], *states])
+        assert np.allclose(probs, every[:, end - 1], atol=1e-5)
+        done = end
+
+
+class CountingStep:
+    """Wraps a stepping model and records how many ids each call reads."""
+
+    def __init__(self, step):
+        self.step, self.lengths = step, []
+
+    def predict_on_batch(self, inputs):
+        self.lengths.append(inputs[0].shape[1])
+        return self.step.predict_on_batch(inputs)
+
+
+def test_the_reader_reads_each_id_once_and_follows_reordered_rows(config, vocab):
+    model = build_model(config.model, len(vocab), None)
+    reader = SequenceReader(model, start_token=True)
+    reader.step = CountingStep(reader.step)
+    tokens = encode_poems(POEMS, vocab)
+
+    def expected(rows, position):
+        read = np.pad(rows[:, :position], ((0, 0), (1, 0)), constant_values=PAD_ID)
+        return model.predict_on_batch(read)[:, -1]
+
+    assert np.allclose(reader(tokens, 6), expected(tokens, 6), atol=1e-5)
+    reordered = tokens[[2, 0, 0, 3]]  # as beam search keeps some rows twice and drops others
+    assert np.allclose(reader(reordered, 8), expected(reordered, 8), atol=1e-5)
+    assert np.allclose(reader(reordered, 8), expected(reordered, 8), atol=1e-5)  # asked again: nothing to read
+    other = tokens[:, ::-1].copy()  # a batch it has not read: from the start
+    assert np.allclose(reader(other, 9), expected(other, 9), atol=1e-5)
+    assert reader.step.lengths == [7, 2, 10]
+
+
+@pytest.mark.parametrize("sampler", ["greedy", "beam", "top_k"])
+def test_poems_written_by_stepping_equal_poems_written_by_rereading(config, vocab, sampler):
+    model = build_model(config.model, len(vocab), None)
+    poet = Poet(model, vocab, config)
+    stepped = poet.poems("床前明月光", num=5, sampler=sampler, seed=3)
+    last = with_context(model, None, every_position=False)
+    poet._next_logits = lambda tokens, position: np.log(last.predict_on_batch(
+        np.pad(tokens[:, :position], ((0, 0), (1, 0)), constant_values=PAD_ID)))
+    assert poet.poems("床前明月光", num=5, sampler=sampler, seed=3) == stepped
 
 
 class OracleSequenceModel:

@@ -1,4 +1,4 @@
-"""Interrupted training: SIGKILL mid-epoch or mid-save, and Ctrl-C, then --resume.
+"""Interrupted training: SIGKILL mid-epoch or mid-save, and Ctrl-C or SIGTERM (kill), then --resume.
 
 `python -m jueju ... train` runs as a subprocess on a small synthetic corpus (learnable
 character chains, so the validation loss falls), with train.steps_per_epoch making each
@@ -170,15 +170,16 @@ def test_sigkill_mid_epoch_and_mid_save_then_resume_matches_a_straight_run(root,
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_a_checkpoint_that_resume_continues_from(root, straight, tmp_path):
-    run = "ctrl_c"
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "kill"])
+def test_ctrl_c_or_kill_saves_a_checkpoint_that_resume_continues_from(root, straight, tmp_path, stop):
+    run = stop.name.lower()
     folder = root / run / "models" / "wuyan" / "checkpoints"
     log = root / run / "logs" / "model.log"
     proc = start(root, run)
     wait_for_epoch(proc, log, 1)
     shutil.copy(folder / "epoch_0001.keras", tmp_path / "end_of_epoch_1.keras")
     time.sleep(0.2)  # into epoch 2's gradient steps
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     _out, err = proc.communicate(timeout=60)
 
     assert proc.returncode == 130, err[-3000:]
@@ -188,7 +189,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resume_continues_from(root, straight, tm
                      r"to continue at epoch (\d+)", err)
     assert said, err[-3000:]
     path, next_epoch = Path(said.group(1)), int(said.group(2))
-    print(f"Ctrl-C: {said.group(0)}")
+    print(f"{stop.name}: {said.group(0)}")
     assert path == folder / f"epoch_{next_epoch - 1:04d}.keras" and next_epoch - 1 >= 1
     assert not list(folder.glob(".*"))  # no temporary file left
 

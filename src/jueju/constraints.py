@@ -3,8 +3,9 @@
 Each constraint looks at the tokens written so far and the position to fill, and
 returns a (rows, vocab) mask, or None where it has nothing to say. The decoder ANDs
 them, so a poem can only come out in the right form: Han characters inside lines,
-no character twice, rhyme at the rhyme positions, the tones of a standard pattern,
-no line copied from the training corpus.
+rhyme at the rhyme positions, the tones of a standard pattern, no line copied from the
+training corpus, no character twice. Where they cannot all hold (a small vocabulary, a
+rare rhyme group), the later ones give way, so a poem is always written.
 """
 from __future__ import annotations
 
@@ -39,12 +40,18 @@ class Layout:
 
 
 class Constraint:
+    #: False: always holds. True: gives way, for a row at a position, where with the constraints
+    #: before it no id would be left
+    yields = True
+
     def allowed(self, tokens: np.ndarray, position: int) -> np.ndarray | None:
         raise NotImplementedError
 
 
 class Characters(Constraint):
     """Only these ids (e.g. the vocabulary's Han characters) anywhere."""
+
+    yields = False
 
     def __init__(self, mask: np.ndarray):
         self.mask = mask
@@ -119,7 +126,9 @@ class Tones(Constraint):
         if all(tone == "?" for tone in wanted):
             return None
         full = np.ones(len(self.masks["平"]), dtype=bool)
-        return np.stack([self.masks.get(tone, full) for tone in wanted])
+        # beam search asks for `width` consecutive rows per poem (Beam repeats each row in place)
+        copies = len(tokens) // len(self.patterns)
+        return np.repeat(np.stack([self.masks.get(tone, full) for tone in wanted]), copies, axis=0)
 
 
 class LineIndex:
@@ -179,14 +188,23 @@ class NoCopy(Constraint):
 
 
 def combine(constraints: list[Constraint]):
-    """One `allowed(tokens, position)` function: the AND of every constraint's mask."""
+    """One `allowed(tokens, position)` function: the AND of the constraints' masks, most important first.
+
+    A constraint that `yields` is left out for a row, at a position, where with those before
+    it no id would be left: no_repeat gives way before a rhyme does, not the other way round.
+    """
 
     def allowed(tokens: np.ndarray, position: int) -> np.ndarray:
         mask = None
         for constraint in constraints:
             part = constraint.allowed(tokens, position)
-            if part is not None:
-                mask = part.copy() if mask is None else mask & part
+            if part is None:
+                continue
+            earlier = np.ones(part.shape, dtype=bool) if mask is None else mask
+            mask = earlier & part
+            if constraint.yields:
+                stuck = ~mask.any(axis=-1)
+                mask[stuck] = earlier[stuck]
         return mask
 
     return allowed

@@ -184,7 +184,7 @@ class _LocalPredictor:
         return getattr(self._model, name)
 
     def predict_on_batch(self, x):
-        return keras.ops.convert_to_numpy(self._model(x, training=False))
+        return keras.tree.map_structure(keras.ops.convert_to_numpy, self._model(x, training=False))
 
 
 def describe(plan: Plan) -> str:

@@ -212,9 +212,7 @@ def lstm_log_probs(model, vocab: Vocab, poems: list[str], window: int | None, pa
     for start in range(0, len(y), chunk):
         stop = start + chunk
         probs = np.asarray(model.predict(x[start:stop], batch_size=batch_size, verbose=0))
-        target = probs[np.arange(len(probs)), y[start:stop]].astype(np.float64)
-        han_mass = probs[:, han].sum(axis=-1, dtype=np.float64)
-        out[start:stop] = np.log(np.maximum(target, 1e-300)) - np.log(han_mass)
+        out[start:stop] = _han_log_probs(probs, y[start:stop], han)
     return out
 
 
@@ -230,10 +228,14 @@ def _sequence_log_probs(model, vocab: Vocab, poems: list[str], pad_start: bool, 
     for start in range(0, len(y), poems_per_call):
         rows = slice(start, start + poems_per_call)
         probs = np.asarray(model.predict_on_batch(x[rows]))[mask[rows]]
-        target = probs[np.arange(len(probs)), y[rows][mask[rows]]].astype(np.float64)
-        han_mass = probs[:, han].sum(axis=-1, dtype=np.float64)
-        out.append(np.log(np.maximum(target, 1e-300)) - np.log(han_mass))
+        out.append(_han_log_probs(probs, y[rows][mask[rows]], han))
     return np.concatenate(out)
+
+
+def _han_log_probs(probs: np.ndarray, targets: np.ndarray, han: np.ndarray) -> np.ndarray:
+    """log P(target) per row of (rows, vocab) probabilities, renormalised over the Han tokens."""
+    target = probs[np.arange(len(probs)), targets].astype(np.float64)
+    return np.log(np.maximum(target, 1e-300)) - np.log(probs[:, han].sum(axis=-1, dtype=np.float64))
 
 
 def lstm_perplexity(model, vocab: Vocab, poems: list[str], window: int | None, pad_start: bool) -> float:

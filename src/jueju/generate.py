@@ -19,7 +19,7 @@ from .constraints import (Characters, Constraint, Layout, LineIndex, NoCopy, NoR
 from .corpus import to_simplified
 from .dataset import HAN, PAD_ID, UNK_ID, Vocab
 from .distribute import for_sampling
-from .model import is_sequence_model, load_model, with_context
+from .model import load_model, model_window, stepping_model
 from .sampling import Sampler, make_sampler
 
 LINE_ENDS = ("，", "。", "，", "。")
@@ -49,9 +49,9 @@ class Poet:
         self.line_length = config.corpus.line_length
         self.layout = Layout(self.line_length)
         # a window model reads the last `window` ids; a sequence model (window None) the whole poem so far,
-        # through a copy that predicts only after the last id (no softmax at the positions already written)
-        self.window = None if is_sequence_model(model) else model.input_shape[1]
-        self._step = model if self.window is not None else for_sampling(with_context(model, None, False))
+        # carried in its LSTM states from one character to the next
+        self.window = model_window(model)
+        self._reader = SequenceReader(model, config.dataset.pad_start) if self.window is None else None
         self.han = np.zeros(len(vocab), dtype=bool)
         self.han[vocab.han_ids()] = True
         self._lock = threading.Lock()  # one model, many callers: a batch at a time
@@ -108,7 +108,11 @@ class Poet:
         allowed = combine(self._constraints(settings, givens, rng))
         chooser = self._sampler(settings)
         with self._lock:
-            tokens, scores = chooser.run(self._next_logits, tokens, start, forced, allowed, rng)
+            try:
+                tokens, scores = chooser.run(self._next_logits, tokens, start, forced, allowed, rng)
+            finally:
+                if self._reader is not None:
+                    self._reader.forget()
         best = (scores / (self.layout.length - start)).reshape(-1, rerank).argmax(axis=-1)
         rows = np.arange(len(best)) * rerank + best
         return [self._decode(tokens[row], givens[row]) for row in rows]
@@ -148,9 +152,8 @@ class Poet:
                             beam_width=_positive_int("beam_width", settings["beam_width"], MAX_RERANK))
 
     def _constraints(self, settings: dict, givens: list[dict[int, str]], rng) -> list[Constraint]:
+        """The decoding constraints, most important first: where they cannot all hold, the last give way."""
         constraints: list[Constraint] = [Characters(self.han)]
-        if settings["no_repeat"]:
-            constraints.append(NoRepeat(len(self.vocab), exempt=(UNK_ID,)))
         scheme = settings["rhyme"]
         if scheme not in RHYME_SCHEMES:
             raise ValueError(f"unknown rhyme scheme {scheme!r}; valid: {', '.join(RHYME_SCHEMES)}")
@@ -167,6 +170,8 @@ class Poet:
                 raise ValueError("no_copy needs the training corpus's lines (train_lines.npy beside the model, "
                                  "written by jueju train); pass no_copy=False to go without")
             constraints.append(NoCopy(self.train_lines, self.layout, len(self.vocab)))
+        if settings["no_repeat"]:
+            constraints.append(NoRepeat(len(self.vocab), exempt=(UNK_ID,)))
         return constraints
 
     def _check_rhyme_start(self, given: dict[int, str], scheme: str, first_line: bool) -> None:
@@ -192,16 +197,60 @@ class Poet:
         return "".join(chars)
 
     def _next_logits(self, tokens: np.ndarray, position: int) -> np.ndarray:
-        if self.window is None:  # the poem so far, after the start token the model was trained with
-            start = 1 if self.config.dataset.pad_start else 0
-            context = np.pad(tokens[:, :position], ((0, 0), (start, 0)), constant_values=PAD_ID)
+        if self.window is None:
+            probs = self._reader(tokens, position)
         else:
             context = tokens[:, max(0, position - self.window):position]
             if context.shape[1] < self.window:
                 context = np.pad(context, ((0, 0), (self.window - context.shape[1], 0)), constant_values=PAD_ID)
-        probs = np.asarray(self._step.predict_on_batch(context), dtype=np.float32)
-        return np.log(np.maximum(probs, np.finfo(np.float32).tiny))
+            probs = self.model.predict_on_batch(context)
+        return np.log(np.maximum(np.asarray(probs, dtype=np.float32), np.finfo(np.float32).tiny))
 
+
+class SequenceReader:
+    """A sequence model's next-character probabilities after tokens[:, :position], each id read once.
+
+    It keeps every row's LSTM states after the ids it has read, so a call reads only the
+    ids written since the last one. Rows are matched to the states by the ids read (beam
+    search reorders its rows between calls); a batch it has not seen is read from the start.
+    """
+
+    def __init__(self, model, start_token: bool):
+        stepper = stepping_model(model)
+        self.step = for_sampling(stepper)
+        self.state_shapes = [(int(x.shape[-1]), x.dtype) for x in stepper.inputs[1:]]  # h and c of each LSTM
+        self.start = [PAD_ID] if start_token else []  # the start token the model was trained with
+        self.forget()
+
+    def forget(self) -> None:
+        self.read = np.zeros((0, 0), dtype=np.int32)  # (rows, ids read), start token included
+        self.states: list[np.ndarray] = []
+        self.probs = np.zeros((0, 0), dtype=np.float32)  # after the last id read
+
+    def __call__(self, tokens: np.ndarray, position: int) -> np.ndarray:
+        context = np.concatenate([np.full((len(tokens), len(self.start)), PAD_ID, dtype=np.int32),
+                                  np.asarray(tokens[:, :position], dtype=np.int32)], axis=1)
+        rows = self._rows_read(context)
+        if rows is None:
+            states, done = [np.zeros((len(context), width), dtype) for width, dtype in self.state_shapes], 0
+        else:
+            states, done = [s[rows] for s in self.states], self.read.shape[1]
+        if done == context.shape[1]:
+            probs = self.probs[rows]
+        else:
+            probs, *states = self.step.predict_on_batch([context[:, done:], *states])
+            probs, states = np.asarray(probs), [np.asarray(s) for s in states]
+        self.read, self.states, self.probs = context, states, probs
+        return probs
+
+    def _rows_read(self, context: np.ndarray) -> np.ndarray | None:
+        """For each row of `context`, a row whose states were read from the same ids; None if any has none."""
+        done = self.read.shape[1]
+        if not done or done > context.shape[1]:
+            return None
+        where = {row.tobytes(): i for i, row in enumerate(self.read)}
+        rows = [where.get(row.tobytes()) for row in context[:, :done]]
+        return None if None in rows else np.array(rows)
 
 
 def normalise_first_line(text, line_length: int | None = None, simplify: bool = True) -> str:

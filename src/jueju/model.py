@@ -67,6 +67,11 @@ def is_sequence_model(model: keras.Model) -> bool:
     return len(model.output_shape) == 3
 
 
+def model_window(model: keras.Model) -> int | None:
+    """The ids a window model reads; None for a sequence model (it reads the whole poem so far)."""
+    return None if is_sequence_model(model) else model.input_shape[1]
+
+
 def with_context(model: keras.Model, window: int | None, every_position: bool) -> keras.Model:
     """The same network and weights, reading `window` ids (None: any length), predicting at every
     position or only after the last id.
@@ -87,6 +92,36 @@ def with_context(model: keras.Model, window: int | None, every_position: bool) -
     changed = keras.Model.from_config(config)
     changed.set_weights(model.get_weights())
     return changed
+
+
+def stepping_model(model: keras.Model) -> keras.Model:
+    """The same network and weights as a step function: [ids, *states] -> [probs after the last id, *states].
+
+    `ids` is (batch, any length); `states` is each LSTM's h and c, in layer order. Carrying
+    them from call to call, a poem costs one step a character instead of a reread of the
+    poem so far (see generate.SequenceReader). Zero states are the start of a poem.
+    """
+    ids = keras.Input(shape=(None,), dtype="int32", name="ids")
+    x, states_in, states_out, copies = ids, [], [], []
+    chain = [layer for layer in model.layers if not isinstance(layer, layers.InputLayer)]
+    last_lstm = max(i for i, layer in enumerate(chain) if isinstance(layer, layers.LSTM))
+    for i, layer in enumerate(chain):
+        if isinstance(layer, layers.LSTM):
+            copy = layers.LSTM.from_config({**layer.get_config(), "return_sequences": i != last_lstm,
+                                            "return_state": True})
+            state = [keras.Input(shape=(layer.units,), dtype=copy.compute_dtype, name=f"{layer.name}_{part}")
+                     for part in ("h", "c")]
+            x, h, c = copy(x, initial_state=state)
+            states_in += state
+            states_out += [h, c]
+        else:
+            copy = layer.__class__.from_config(layer.get_config())
+            x = copy(x)
+        copies.append((copy, layer))
+    stepper = keras.Model([ids, *states_in], [x, *states_out], name=f"{model.name}_step")
+    for copy, layer in copies:
+        copy.set_weights(layer.get_weights())
+    return stepper
 
 
 def _input_layer(spec: Model, vocab_size: int, embedding: np.ndarray | None) -> layers.Layer:

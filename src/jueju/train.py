@@ -12,8 +12,11 @@ import json
 import logging
 import math
 import re
+import signal
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -25,7 +28,7 @@ from .config import Config
 from .dataset import Vocab, Windows, read_poems, write_text_atomic
 from .constraints import LineIndex
 from .generate import Poet
-from .model import build_model, compile_model, is_sequence_model, load_model, plot_model, save_inference_model, with_context
+from .model import build_model, compile_model, load_model, model_window, plot_model, save_inference_model, with_context
 from .word2vec import embedding_matrix, load_vectors
 
 log = logging.getLogger(__name__)
@@ -88,9 +91,10 @@ def _train(config: Config, resume: bool, finetune: str | Path | None, plan: dist
         data = training_data(train_set, config, plan, state.epoch)
         if isinstance(data["x"], Batches):
             callbacks.append(data["x"].follow())
-        model.fit(**data, epochs=config.train.epochs,
-                  initial_epoch=state.epoch, validation_data=plan.trim(valid_set.x, valid_set.y),
-                  callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)  # no progress bars in logs
+        with sigterm_as_interrupt():
+            model.fit(**data, epochs=config.train.epochs,
+                      initial_epoch=state.epoch, validation_data=plan.trim(valid_set.x, valid_set.y),
+                      callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)  # no progress bars in logs
     except KeyboardInterrupt:
         save_interrupted(model, callbacks[0].state, config)
         raise  # the caller (the CLI) exits with 130 and no traceback
@@ -144,8 +148,25 @@ class Batches(keras.utils.PyDataset):
         return keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: setattr(self, "epoch", epoch))
 
 
+@contextmanager
+def sigterm_as_interrupt():
+    """`kill PID` (SIGTERM: also systemd, docker stop, job schedulers) stops training as Ctrl-C does.
+
+    A background job (`jueju train &` from a script) ignores SIGINT, so SIGTERM is the
+    signal that reaches it; either way the run saves a checkpoint that --resume continues.
+    """
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def save_interrupted(model: keras.Model, state: TrainState, config: Config) -> Path:
-    """Ctrl-C during fit: save the model as a checkpoint that --resume picks up, and say how to resume.
+    """Ctrl-C (or SIGTERM) during fit: save the model as a checkpoint that --resume picks up, and say how to resume.
 
     The checkpoint carries the number of the last *completed* epoch (state.epoch), never that of
     the interrupted one: --resume then runs the interrupted epoch again in full, starting from the
@@ -230,19 +251,14 @@ def numbered_checkpoints(folder: Path) -> list[tuple[int, Path]]:
 
 def fit_context(model: keras.Model, config: Config) -> keras.Model:
     """A model to fine-tune, changed to read the samples of dataset.context (its weights carry over)."""
-    if _reads(model) == _reads_config(config):
-        return model
-    log.info("fine-tuning a model that reads %s as one that reads %s", _reads(model), _reads_config(config))
     window = config.model_window
+    if model_window(model) == window:
+        return model
+    log.info("fine-tuning a model that reads %s as one that reads %s", _reads(model_window(model)), _reads(window))
     return with_context(model, window, every_position=window is None)
 
 
-def _reads(model: keras.Model) -> str:
-    return "sequences" if is_sequence_model(model) else f"windows of {model.input_shape[1]}"
-
-
-def _reads_config(config: Config) -> str:
-    window = config.model_window
+def _reads(window: int | None) -> str:
     return "sequences" if window is None else f"windows of {window}"
 
 
@@ -250,10 +266,10 @@ def _check_compatible(model: keras.Model, vocab: Vocab, config: Config) -> None:
     if model.output_shape[-1] != len(vocab):
         raise ValueError(f"the model predicts {model.output_shape[-1]} tokens but the vocabulary has {len(vocab)}: "
                          "fine-tune or resume only with the data set the model was trained on")
-    if _reads(model) != _reads_config(config):
-        raise ValueError(f"the model reads {_reads(model)} but the data set (dataset.context = "
+    if model_window(model) != config.model_window:
+        raise ValueError(f"the model reads {_reads(model_window(model))} but the data set (dataset.context = "
                          f"{config.dataset.context}, dataset.window = {config.dataset.window}) has "
-                         f"{_reads_config(config)}: resume with the settings the model was trained with, "
+                         f"{_reads(config.model_window)}: resume with the settings the model was trained with, "
                          "or --finetune it")
 
 
