@@ -13,13 +13,13 @@ import logging
 import os
 import random
 import re
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
@@ -88,11 +88,13 @@ def start(root: Path, run: str, *args: str) -> subprocess.Popen:
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_for_epoch(proc: subprocess.Popen, log: Path, epoch: int) -> None:
-    """Until model.log has the line of `epoch`: its checkpoint and train_state.json are then written."""
+def wait_for_epoch(proc: subprocess.Popen, log: Path, epoch: int, pattern: str | None = None) -> None:
+    """Until model.log has the line of `epoch` (or `log` has `pattern`): its checkpoint and
+    train_state.json are then written."""
+    pattern = pattern or rf"^Epoch {epoch}  loss"
     deadline = time.monotonic() + POLL_LIMIT
     while time.monotonic() < deadline:
-        if log.is_file() and re.search(rf"^Epoch {epoch}  loss", log.read_text("utf-8"), re.M):
+        if log.is_file() and re.search(pattern, log.read_text("utf-8"), re.M):
             return
         if proc.poll() is not None:
             raise AssertionError(f"training ended early ({proc.returncode}):\n{proc.communicate()[1][-3000:]}")
@@ -171,14 +173,14 @@ def test_sigkill_mid_epoch_and_mid_save_then_resume_matches_a_straight_run(root,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "kill"])
-def test_ctrl_c_or_kill_saves_a_checkpoint_that_resume_continues_from(root, straight, tmp_path, stop):
+def test_ctrl_c_or_kill_saves_a_checkpoint_that_resume_continues_from(root, straight, stop):
     run = stop.name.lower()
     folder = root / run / "models" / "wuyan" / "checkpoints"
     log = root / run / "logs" / "model.log"
     proc = start(root, run)
     wait_for_epoch(proc, log, 1)
-    shutil.copy(folder / "epoch_0001.keras", tmp_path / "end_of_epoch_1.keras")
-    time.sleep(0.2)  # into epoch 2's gradient steps
+    wait_for_epoch(proc, root / run / "logs" / "metrics.csv", 1, pattern="^1,")  # the last end-of-epoch callback
+    time.sleep(0.4)  # into epoch 2's gradient steps (a straight epoch 2 takes about 1.3 s here)
     proc.send_signal(stop)
     _out, err = proc.communicate(timeout=60)
 
@@ -193,11 +195,40 @@ def test_ctrl_c_or_kill_saves_a_checkpoint_that_resume_continues_from(root, stra
     assert path == folder / f"epoch_{next_epoch - 1:04d}.keras" and next_epoch - 1 >= 1
     assert not list(folder.glob(".*"))  # no temporary file left
 
-    # --resume picks it up, at the right epoch, with the weights as they were at Ctrl-C.
+    # --resume picks it up, at the right epoch, with the weights of the file it saved (whether the
+    # signal landed before or after epoch 2's first steps is timing: the steps kept are checked below)
     config = load_config(overrides=overrides(root, run))
     model, state = _starting_point(config, Vocab.load(config.data_dir / "vocab.json"), True, None, 0.01)
     assert state.epoch == next_epoch - 1
     assert TrainState.load(config.model_dir / "train_state.json").epoch == next_epoch - 1
-    if next_epoch == 2:  # interrupted inside epoch 2, as intended: its steps so far are kept
-        before = load_model(tmp_path / "end_of_epoch_1.keras").get_weights()
-        assert any(not np.allclose(a, b) for a, b in zip(before, model.get_weights()))
+    saved = load_model(path).get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(saved, model.get_weights()))
+
+
+class InterruptInEpoch2(keras.callbacks.Callback):
+    """Ctrl-C at a known step: KeyboardInterrupt after epoch 2's first compiled call, weights noted."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.end_of_epoch_1 = self.model.get_weights()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch == 1:
+            self.at_interrupt = self.model.get_weights()
+            raise KeyboardInterrupt
+
+
+@pytest.mark.slow
+def test_an_interrupt_saves_the_steps_already_taken(root, monkeypatch):
+    import jueju.train
+
+    stop = InterruptInEpoch2()
+    monkeypatch.setattr(jueju.train, "extra_callbacks", lambda config, state: [stop])
+    config = load_config(overrides=overrides(root, "in_process"))
+    with pytest.raises(KeyboardInterrupt):
+        train(config)
+    saved = load_model(config.model_dir / "checkpoints" / "epoch_0001.keras").get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(saved, stop.at_interrupt))
+    assert any(not np.allclose(a, b) for a, b in zip(saved, stop.end_of_epoch_1))
