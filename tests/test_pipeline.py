@@ -5,8 +5,10 @@ import shutil
 import pytest
 
 from jueju.cli import main
-from jueju.dataset import Windows
+from jueju.config import load_config
+from jueju.dataset import Vocab, Windows
 from jueju.generate import generate_poems, generate_poetry
+from jueju.train import training_samples
 
 from conftest import tiny_overrides
 
@@ -73,6 +75,17 @@ def test_prepared_artefacts(trained):
     poems = len((data / "train.txt").read_text("utf-8").split())
     assert train.x.shape == train.y.shape == (poems, 24) and (train.x[:, 0] == 0).all()
     assert (data / "word2vec.txt").is_file() and (data / "manifest.json").is_file()
+
+
+def test_quatrains_only_trains_on_the_real_quatrains_alone(trained):
+    data = trained / "data" / "wuyan"
+    quatrains = set((data / "poems.txt").read_text("utf-8").split())
+    train_poems = (data / "train.txt").read_text("utf-8").split()
+    assert not set(train_poems) <= quatrains  # the tiny corpus has stanza cuts too
+    config = load_config(overrides=tiny_overrides(trained, **{"train.quatrains_only": "true"}))
+    samples, vocab = training_samples(config), Vocab.load(data / "vocab.json")
+    expected = [vocab.decode(vocab.encode(poem)) for poem in train_poems if poem in quatrains]
+    assert sorted(map(vocab.decode, samples.y)) == sorted(expected)
 
 
 def test_resume_continues_at_epoch_3(trained):

@@ -101,6 +101,7 @@ class Train:
     steps_per_epoch: int = field(metadata=_range(0))
     learning_rate: float = field(metadata=_range(1e-7, 10.0))
     lr_schedule: str = field(metadata=_choices("constant", "cosine"))
+    quatrains_only: bool
     distribution: str = field(metadata=_choices("none", "mirrored", "multi_worker", "data_parallel"))
     mixed_precision: str = field(metadata=_choices("none", "mixed_float16", "mixed_bfloat16"))
     patience: int = field(metadata=_range(0))

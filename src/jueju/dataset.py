@@ -178,7 +178,9 @@ def build_dataset(quatrains: Sequence[str], stanzas: Sequence[str], out_dir: str
         raise ValueError("no training poems: the corpus is empty after cleaning (check corpus.line_length)")
     vocab = Vocab.build(splits["train"], vocab_size)
     vocab.save(out_dir / "vocab.json")
-    counts = {"vocab_size": len(vocab), "context": context, "window": window, "pad_start": pad_start}
+    counts = {"vocab_size": len(vocab), "context": context, "window": window, "pad_start": pad_start,
+              # split_poems puts these first in train: quatrain_samples cuts them out for train.quatrains_only
+              "train_quatrains": len(dict.fromkeys(quatrains)) - len(splits["valid"]) - len(splits["test"])}
     for name, poems in splits.items():
         write_text_atomic(out_dir / f"{name}.txt", "".join(poem + "\n" for poem in poems))
         encoded = encode_poems(poems, vocab) if poems else np.zeros((0, window + 1), np.int32)
@@ -191,6 +193,18 @@ def build_dataset(quatrains: Sequence[str], stanzas: Sequence[str], out_dir: str
         counts[f"{name}_unknown_chars"] = int((encoded == UNK_ID).sum())
     write_text_atomic(out_dir / "dataset.json", json.dumps(counts, indent=2))
     return counts
+
+
+def quatrain_samples(samples: Windows, counts: dict) -> Windows:
+    """The training samples of the real quatrains alone, without the stanza cuts (they come first)."""
+    if "train_quatrains" not in counts:
+        raise ValueError("dataset.json has no train_quatrains (prepared by an older jueju): "
+                         "run `jueju prepare --force`, or set train.quatrains_only = false")
+    if counts["train_quatrains"] == 0:
+        raise ValueError("the training split holds no real quatrains (only stanza cuts): "
+                         "set train.quatrains_only = false")
+    rows = counts["train_quatrains"] * (len(samples.y) // counts["train_poems"])  # samples per poem: 1 or windows
+    return Windows(samples.x[:rows], samples.y[:rows])
 
 
 def read_poems(path: str | Path) -> list[str]:

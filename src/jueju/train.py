@@ -25,7 +25,7 @@ import numpy as np
 
 from . import distribute, pipeline
 from .config import Config
-from .dataset import Vocab, Windows, read_poems, write_text_atomic
+from .dataset import Vocab, Windows, quatrain_samples, read_poems, write_text_atomic
 from .constraints import LineIndex
 from .generate import Poet
 from .model import build_model, compile_model, load_model, model_window, plot_model, save_inference_model, with_context
@@ -63,7 +63,7 @@ def _train(config: Config, resume: bool, finetune: str | Path | None, plan: dist
     plan.check_batch(config.train.batch_size)
     data, out = config.data_dir, config.model_dir
     vocab = Vocab.load(data / "vocab.json")
-    train_set, valid_set = Windows.load(data / "train.npz"), Windows.load(data / "valid.npz")
+    train_set, valid_set = training_samples(config), Windows.load(data / "valid.npz")
     if len(valid_set.y) == 0:
         raise ValueError("the validation split is empty: raise dataset.valid_fraction or use a larger corpus")
     keras.utils.set_random_seed(config.train.seed)
@@ -100,6 +100,14 @@ def _train(config: Config, resume: bool, finetune: str | Path | None, plan: dist
         raise  # the caller (the CLI) exits with 130 and no traceback
     plot_after_training(config)
     return callbacks[0].state
+
+
+def training_samples(config: Config) -> Windows:
+    """train.npz, or with train.quatrains_only its real quatrains alone (a last fine-tuning stage)."""
+    samples = Windows.load(config.data_dir / "train.npz")
+    if not config.train.quatrains_only:
+        return samples
+    return quatrain_samples(samples, json.loads((config.data_dir / "dataset.json").read_text("utf-8")))
 
 
 def training_data(train_set: Windows, config: Config, plan: distribute.Plan, first_epoch: int) -> dict:
