@@ -152,6 +152,15 @@ def test_line_index_finds_exactly_the_training_lines(poet, corpus):
     assert np.flatnonzero(index.contains(candidates)).tolist() == [poet.vocab.ids["光"]]
 
 
+def test_line_index_round_trip_and_the_older_npy_file(poet, corpus, tmp_path):
+    index = LineIndex.from_lines({line for poem in corpus for line in LINE.split(poem) if line}, poet.vocab)
+    index.save(tmp_path / LineIndex.FILE)
+    np.save(tmp_path / "train_lines.npy", index.hashes)  # what jueju wrote before 2026-12-02
+    for name in (LineIndex.FILE, "train_lines.npy"):
+        loaded = LineIndex.load(tmp_path / name)
+        assert loaded.hashes.dtype == np.uint32 and np.array_equal(loaded.hashes, index.hashes), name
+
+
 def test_no_repeat_with_every_constraint_on(poet):
     for poem in poet.poems("床前明月光", num=32, seed=7, tonal=True, rhyme="pingshui", no_copy=True):
         chars = "".join(lines(poem))

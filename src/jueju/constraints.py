@@ -136,8 +136,11 @@ class LineIndex:
 
     Four bytes a line keeps it small enough to ship beside the model even for the
     stanza corpus (a million lines); a false match (odds about lines / 2**32) only
-    forbids one more character at a line's end.
+    forbids one more character at a line's end. Saved as the compressed gaps between the
+    sorted hashes (train_lines.npz, 2.7 MB for 1.2 M lines, against 4.8 MB raw).
     """
+
+    FILE = "train_lines.npz"  # beside the model
 
     MULTIPLIER = np.uint64(1_000_003)
     MASK = np.uint64(0xFFFFFFFF)
@@ -164,11 +167,15 @@ class LineIndex:
         return self.hashes[where] == values if len(self.hashes) else np.zeros(values.shape, dtype=bool)
 
     def save(self, path) -> None:
-        np.save(path, self.hashes)
+        np.savez_compressed(path, gaps=np.diff(self.hashes, prepend=np.uint32(0)))
 
     @classmethod
     def load(cls, path) -> "LineIndex":
-        return cls(np.load(path, allow_pickle=False))
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):  # train_lines.npy (jueju before 2026-12-02): the hashes themselves
+            return cls(loaded)
+        with loaded:
+            return cls(np.cumsum(loaded["gaps"], dtype=np.uint32))
 
 
 class NoCopy(Constraint):

@@ -63,8 +63,9 @@ class Poet:
         if not all(path.is_file() for path in files):
             raise FileNotFoundError(f"no trained model in {model_dir} (it needs model.keras, vocab.json and "
                                     "config.json): train one with `jueju train`")
-        lines = model_dir / "train_lines.npy"
-        train_lines = LineIndex.load(lines) if lines.is_file() else None
+        # train_lines.npy: what model folders trained before 2026-12-02 hold
+        lines = [path for path in (model_dir / LineIndex.FILE, model_dir / "train_lines.npy") if path.is_file()]
+        train_lines = LineIndex.load(lines[0]) if lines else None
         return cls(load_model(files[0]), Vocab.load(files[1]), load_config_json(files[2]), train_lines)
 
     @property
@@ -167,7 +168,7 @@ class Poet:
             constraints.append(Tones(self.vocab.tokens, self.layout, patterns, tone_scheme))
         if settings["no_copy"]:
             if self.train_lines is None:
-                raise ValueError("no_copy needs the training corpus's lines (train_lines.npy beside the model, "
+                raise ValueError("no_copy needs the training corpus's lines (train_lines.npz beside the model, "
                                  "written by jueju train); pass no_copy=False to go without")
             constraints.append(NoCopy(self.train_lines, self.layout, len(self.vocab)))
         if settings["no_repeat"]:

@@ -78,7 +78,7 @@ def _train(config: Config, resume: bool, finetune: str | Path | None, plan: dist
     vocab.save(out / "vocab.json")
     config.save_json(out / "config.json")
     lines = LineIndex.from_lines(training_lines(read_poems(data / "train.txt")), vocab)
-    lines.save(out / "train_lines.npy")
+    lines.save(out / LineIndex.FILE)
     plot_model(model, out / "model.png")
     log.info("training on %s", distribute.describe(plan))
     log.info("training on %d %s (%d targets), validating on %d", len(train_set.y), config.dataset.context,
