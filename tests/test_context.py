@@ -95,6 +95,14 @@ def test_finetuning_a_window_model_for_sequences_carries_its_weights(config, voc
     assert fit_context(window_model, load_config(overrides=["dataset.context=window"])) is window_model
 
 
+def reread(model, tokens, position, start_token=True):
+    """The reference: a sequence model's probabilities after tokens[:, :position], read whole from the start."""
+    read = tokens[:, :position]
+    if start_token:
+        read = np.pad(read, ((0, 0), (1, 0)), constant_values=PAD_ID)
+    return model.predict_on_batch(read)[:, -1]
+
+
 @pytest.mark.parametrize("pad_start", [True, False])
 def test_poet_feeds_a_sequence_model_the_whole_poem_so_far(config, vocab, pad_start):
     model = build_model(config.model, len(vocab), None)
@@ -102,10 +110,7 @@ def test_poet_feeds_a_sequence_model_the_whole_poem_so_far(config, vocab, pad_st
     assert poet.window is None
     tokens = encode_poems(POEMS[:2], vocab)
     for position in (6, 13, 23):
-        read = tokens[:, :position]
-        if pad_start:
-            read = np.pad(read, ((0, 0), (1, 0)), constant_values=PAD_ID)
-        expected = np.log(model.predict_on_batch(read)[:, -1])
+        expected = np.log(reread(model, tokens, position, pad_start))
         assert np.allclose(poet._next_logits(tokens, position), expected, atol=1e-5)
 
 
@@ -139,17 +144,12 @@ def test_the_reader_reads_each_id_once_and_follows_reordered_rows(config, vocab)
     reader = SequenceReader(model, start_token=True)
     reader.step = CountingStep(reader.step)
     tokens = encode_poems(POEMS, vocab)
-
-    def expected(rows, position):
-        read = np.pad(rows[:, :position], ((0, 0), (1, 0)), constant_values=PAD_ID)
-        return model.predict_on_batch(read)[:, -1]
-
-    assert np.allclose(reader(tokens, 6), expected(tokens, 6), atol=1e-5)
+    assert np.allclose(reader(tokens, 6), reread(model, tokens, 6), atol=1e-5)
     reordered = tokens[[2, 0, 0, 3]]  # as beam search keeps some rows twice and drops others
-    assert np.allclose(reader(reordered, 8), expected(reordered, 8), atol=1e-5)
-    assert np.allclose(reader(reordered, 8), expected(reordered, 8), atol=1e-5)  # asked again: nothing to read
+    assert np.allclose(reader(reordered, 8), reread(model, reordered, 8), atol=1e-5)
+    assert np.allclose(reader(reordered, 8), reread(model, reordered, 8), atol=1e-5)  # asked again: nothing to read
     other = tokens[:, ::-1].copy()  # a batch it has not read: from the start
-    assert np.allclose(reader(other, 9), expected(other, 9), atol=1e-5)
+    assert np.allclose(reader(other, 9), reread(model, other, 9), atol=1e-5)
     assert reader.step.lengths == [7, 2, 10]
 
 
@@ -158,9 +158,7 @@ def test_poems_written_by_stepping_equal_poems_written_by_rereading(config, voca
     model = build_model(config.model, len(vocab), None)
     poet = Poet(model, vocab, config)
     stepped = poet.poems("床前明月光", num=5, sampler=sampler, seed=3)
-    last = with_context(model, None, every_position=False)
-    poet._next_logits = lambda tokens, position: np.log(last.predict_on_batch(
-        np.pad(tokens[:, :position], ((0, 0), (1, 0)), constant_values=PAD_ID)))
+    poet._next_logits = lambda tokens, position: np.log(reread(model, tokens, position))
     assert poet.poems("床前明月光", num=5, sampler=sampler, seed=3) == stepped
 
 

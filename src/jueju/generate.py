@@ -63,9 +63,10 @@ class Poet:
         if not all(path.is_file() for path in files):
             raise FileNotFoundError(f"no trained model in {model_dir} (it needs model.keras, vocab.json and "
                                     "config.json): train one with `jueju train`")
-        # train_lines.npy: what model folders trained before 2026-12-02 hold
-        lines = [path for path in (model_dir / LineIndex.FILE, model_dir / "train_lines.npy") if path.is_file()]
-        train_lines = LineIndex.load(lines[0]) if lines else None
+        lines = model_dir / LineIndex.FILE
+        if not lines.is_file():
+            lines = model_dir / "train_lines.npy"  # what model folders trained before 2026-12-02 hold
+        train_lines = LineIndex.load(lines) if lines.is_file() else None
         return cls(load_model(files[0]), Vocab.load(files[1]), load_config_json(files[2]), train_lines)
 
     @property
