@@ -7,6 +7,7 @@ Run once per backend, each in its own process, by tests/test_backends.py:
 Not named test_*.py, so the ordinary test run does not collect it (in that process the
 backend is already chosen).
 """
+
 import os
 import re
 
@@ -16,7 +17,7 @@ import pytest
 
 from jueju import distribute
 from jueju.config import load_config
-from jueju.dataset import Vocab, make_windows, encode_poems
+from jueju.dataset import Vocab, encode_poems, make_windows
 from jueju.generate import Poet
 from jueju.model import build_model, compile_model, load_model, save_inference_model
 from jueju.prosody import rhymes
@@ -97,8 +98,9 @@ def test_poems_have_the_exact_format(poet, sampler):
 
 
 def test_beam_is_deterministic(poet):
-    assert poet.poems("白日依山尽", num=2, sampler="beam", beam_width=3, rhyme="none", no_copy=False) == \
-        poet.poems("白日依山尽", num=2, sampler="beam", beam_width=3, rhyme="none", no_copy=False)
+    assert poet.poems("白日依山尽", num=2, sampler="beam", beam_width=3, rhyme="none", no_copy=False) == poet.poems(
+        "白日依山尽", num=2, sampler="beam", beam_width=3, rhyme="none", no_copy=False
+    )
 
 
 def test_every_constraint_at_once(poet, corpus):

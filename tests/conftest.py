@@ -1,4 +1,5 @@
 """Shared fixtures: where the real data is, and a tiny, fast configuration in tmp_path."""
+
 import os
 from pathlib import Path
 
@@ -21,9 +22,11 @@ def shared_data() -> Path:
 
 
 # common rhyme words of every 平水韵 group, so small test vocabularies can always rhyme
-RHYME_WORDS = ["东同中风空红冬钟龙松容江窗双支时诗知枝思微飞归衣鱼书居初虞无图湖齐西溪啼",
-               "佳街灰开来台真人春新文云元言门寒山间看删关先天年前边萧桥朝豪高毛歌多河何",
-               "麻家花华阳长光香乡庚明声情清青星蒸升尤秋流楼侵心深林覃南谈盐添咸"]
+RHYME_WORDS = [
+    "东同中风空红冬钟龙松容江窗双支时诗知枝思微飞归衣鱼书居初虞无图湖齐西溪啼",
+    "佳街灰开来台真人春新文云元言门寒山间看删关先天年前边萧桥朝豪高毛歌多河何",
+    "麻家花华阳长光香乡庚明声情清青星蒸升尤秋流楼侵心深林覃南谈盐添咸",
+]
 
 
 def tiny_quatrains() -> list[str]:
@@ -36,11 +39,21 @@ def tiny_quatrains() -> list[str]:
 def tiny_overrides(root: Path, **extra) -> list[str]:
     """A configuration that trains in seconds on the tiny fixture corpus, writing only under `root`."""
     values = {
-        "paths.raw_dir": root / "raw", "paths.data_dir": root / "data", "paths.model_dir": root / "models",
-        "paths.log_dir": root / "logs", "crawl.source": TINY_CORPUS / "poet.tang.0.json",
-        "dataset.vocab_size": 400, "dataset.valid_fraction": 0.1, "dataset.test_fraction": 0.1,
-        "word2vec.vector_size": 16, "word2vec.epochs": 2, "model.lstm_units": "32,32", "train.epochs": 2,
-        "train.batch_size": 64, "train.sample_count": 2, "train.patience": 0,
+        "paths.raw_dir": root / "raw",
+        "paths.data_dir": root / "data",
+        "paths.model_dir": root / "models",
+        "paths.log_dir": root / "logs",
+        "crawl.source": TINY_CORPUS / "poet.tang.0.json",
+        "dataset.vocab_size": 400,
+        "dataset.valid_fraction": 0.1,
+        "dataset.test_fraction": 0.1,
+        "word2vec.vector_size": 16,
+        "word2vec.epochs": 2,
+        "model.lstm_units": "32,32",
+        "train.epochs": 2,
+        "train.batch_size": 64,
+        "train.sample_count": 2,
+        "train.patience": 0,
     }
     values.update(extra)
     return [f"{key}={value}" for key, value in values.items()]

@@ -15,6 +15,7 @@ Prints a line "RESULT {json}" per run on stdout: replicas, devices, chief, losse
 (or for train: the training state, model.log and a poem). Same seed, same data, no dropout and
 no shuffling, so the runs of the first three modes must agree to rounding.
 """
+
 import json
 import os
 import sys
@@ -24,8 +25,9 @@ MODE = sys.argv[1]
 DISTRIBUTION = sys.argv[2] if MODE == "train" else MODE
 if MODE == "worker" or (MODE == "train" and len(sys.argv) > 4):
     index, ports = int(sys.argv[-3]), sys.argv[-2:]
-    os.environ["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"localhost:{port}" for port in ports]},
-                                          "task": {"type": "worker", "index": index}})
+    os.environ["TF_CONFIG"] = json.dumps(
+        {"cluster": {"worker": [f"localhost:{port}" for port in ports]}, "task": {"type": "worker", "index": index}}
+    )
 if DISTRIBUTION == "mirrored":
     import tensorflow as tf
 
@@ -43,8 +45,9 @@ VOCAB, WINDOW, SAMPLES, BATCH, EPOCHS = 50, 6, 1000, 64, 3  # 1000 / 64: the las
 
 
 def run(distribution: str) -> dict:
-    spec = load_config(overrides=["model.input=embedding", "model.lstm_units=16,16", "model.embedding_dim=8",
-                                  "model.dropout=0"]).model
+    spec = load_config(
+        overrides=["model.input=embedding", "model.lstm_units=16,16", "model.embedding_dim=8", "model.dropout=0"]
+    ).model
     rng = np.random.default_rng(0)
     x = rng.integers(0, VOCAB, (SAMPLES, WINDOW)).astype("int32")
     y = ((x[:, -1] + x[:, -2]) % VOCAB).astype("int32")  # learnable, so the loss moves
@@ -54,22 +57,34 @@ def run(distribution: str) -> dict:
         model.steps_per_execution = plan.steps_per_execution(0)
         history = model.fit(*plan.trim(x, y), batch_size=BATCH, epochs=EPOCHS, shuffle=False, verbose=0)
         weights = np.concatenate([np.asarray(w, dtype=np.float64).ravel() for w in model.get_weights()])
-    return {"distribution": distribution, "backend": plan.backend, "replicas": plan.replicas,
-            "devices": plan.devices, "chief": plan.chief, "loss": history.history["loss"],
-            "weights": weights.tolist()}
+    return {
+        "distribution": distribution,
+        "backend": plan.backend,
+        "replicas": plan.replicas,
+        "devices": plan.devices,
+        "chief": plan.chief,
+        "loss": history.history["loss"],
+        "weights": weights.tolist(),
+    }
 
 
 def run_train(distribution: str, root: Path) -> dict:
-    from conftest import tiny_overrides
     from jueju.generate import Poet
     from jueju.train import train
 
-    config = load_config(overrides=tiny_overrides(root, **{"train.distribution": distribution, "train.epochs": 2,
-                                                           "model.dropout": 0}))
+    from conftest import tiny_overrides
+
+    config = load_config(
+        overrides=tiny_overrides(root, **{"train.distribution": distribution, "train.epochs": 2, "model.dropout": 0})
+    )
     state = train(config)
-    return {"distribution": distribution, "epoch": state.epoch, "best_val_loss": state.best_val_loss,
-            "log": (config.log_dir / "model.log").read_text("utf-8"),
-            "poem": Poet.load(config.model_dir).poem("床前明月光", seed=1)}
+    return {
+        "distribution": distribution,
+        "epoch": state.epoch,
+        "best_val_loss": state.best_val_loss,
+        "log": (config.log_dir / "model.log").read_text("utf-8"),
+        "poem": Poet.load(config.model_dir).poem("床前明月光", seed=1),
+    }
 
 
 if __name__ == "__main__":

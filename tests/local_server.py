@@ -1,8 +1,9 @@
 """A throwaway HTTP server on 127.0.0.1 for the crawl tests (never any other address)."""
+
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import ThreadingHTTPServer
-from typing import Iterator
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 

@@ -4,6 +4,7 @@ Each backend runs in its own process with KERAS_BACKEND set (Keras picks its bac
 import). A backend whose package is not installed is skipped with the command that installs it
 (`./scripts/setup.sh --dev` installs all three).
 """
+
 import importlib.util
 import os
 import subprocess
@@ -20,14 +21,30 @@ PACKAGES = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 @pytest.mark.parametrize("backend", list(PACKAGES))
 def test_core_runs_on_backend(backend, tmp_path):
     if importlib.util.find_spec(PACKAGES[backend]) is None:
-        pytest.skip(f"{PACKAGES[backend]} is not installed: pip install -r requirements-backends.txt "
-                    "(or ./scripts/setup.sh --dev)")
+        pytest.skip(
+            f"{PACKAGES[backend]} is not installed: pip install -r requirements-backends.txt "
+            "(or ./scripts/setup.sh --dev)"
+        )
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("XLA_FLAGS", None)  # one device, whatever the calling shell set
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", str(TESTS / "backend_core_check.py"), "-q", "-p", "no:cacheprovider",
-         "--basetemp", str(tmp_path / "pytest")],
-        cwd=TESTS.parent, env=env, capture_output=True, text=True, timeout=900)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(TESTS / "backend_core_check.py"),
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--basetemp",
+            str(tmp_path / "pytest"),
+        ],
+        cwd=TESTS.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     summary = result.stdout.strip().splitlines()[-1:] or ["no output"]
     assert result.returncode == 0, f"{backend}: {summary[0]}\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
     assert "passed" in summary[0] and "skipped" not in summary[0], summary[0]

@@ -1,4 +1,5 @@
 """The benchmark: that it runs and reports every figure. Never a timing: figures depend on the machine."""
+
 import json
 import math
 import subprocess
@@ -30,9 +31,21 @@ def positive(value) -> bool:
 @pytest.mark.slow
 def test_quick_benchmark_reports_every_figure(tmp_path):
     out = tmp_path / "bench.json"
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "benchmark.py"), "--quick", "--corpus",
-                             str(quick_corpus()), "--out", str(out)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "benchmark.py"),
+            "--quick",
+            "--corpus",
+            str(quick_corpus()),
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     for row in ("prepare", "training (samples/s)", "one poem (latency)", "64 poems", "1024 poems", "word2vec", "ratio"):
         assert row in result.stdout
@@ -69,25 +82,48 @@ def test_quick_benchmark_reports_every_figure(tmp_path):
 
 
 def test_the_targets_are_judged_from_the_figures():
-    results = {"training": {"ratio": 12.0}, "generation": {"ratios": {"one_poem": 19.0, "batch_1024": 800.0}},
-               "prepare": {"seconds": 61.0, "peak_rss_mb": 900.0}}
+    results = {
+        "training": {"ratio": 12.0},
+        "generation": {"ratios": {"one_poem": 19.0, "batch_1024": 800.0}},
+        "prepare": {"seconds": 61.0, "peak_rss_mb": 900.0},
+    }
     targets = bench.check_targets(results)
     assert {name: target["met"] for name, target in targets.items()} == {
-        "training": True, "one_poem": False, "batch_1024": True, "prepare_seconds": False, "prepare_peak_mb": True}
+        "training": True,
+        "one_poem": False,
+        "batch_1024": True,
+        "prepare_seconds": False,
+        "prepare_peak_mb": True,
+    }
 
 
 def test_the_table_shows_figures_ratios_and_targets():
     results = {
-        "date": "2026-01-01 00:00 UTC", "quick": False, "sizes": {"batches": [64, 1024]},
-        "machine": {"backend": "tensorflow", "backend_version": "2.21.0", "keras": "3.15.1", "devices": ["cpu:0"],
-                    "cpu": "a CPU", "cores": 2, "memory_gb": 24.0, "load_average": [0.1, 0.1, 0.1]},
+        "date": "2026-01-01 00:00 UTC",
+        "quick": False,
+        "sizes": {"batches": [64, 1024]},
+        "machine": {
+            "backend": "tensorflow",
+            "backend_version": "2.21.0",
+            "keras": "3.15.1",
+            "devices": ["cpu:0"],
+            "cpu": "a CPU",
+            "cores": 2,
+            "memory_gb": 24.0,
+            "load_average": [0.1, 0.1, 0.1],
+        },
         "model": {"vocab_size": 6000, "lstm_units": [256, 512], "dropout": 0.6, "window": 6},
         "prepare": {"seconds": 30.0, "peak_rss_mb": 800.0, "quatrains": 50_000, "train_windows": 1_000_000},
-        "training": {"ours": {"samples_per_s": 20_000.0, "batch_size": 1024},
-                     "original": {"samples_per_s": 500.0, "batch_size": 32}, "ratio": 40.0},
-        "generation": {"ours": {"one_poem_s": 0.02, "batch_64_poems_per_s": 300.0, "batch_1024_poems_per_s": 900.0},
-                       "original_loop": {"one_poem_s": 1.0, "poems_per_s": 1.0},
-                       "ratios": {"one_poem": 50.0, "batch_64": 300.0, "batch_1024": 900.0}},
+        "training": {
+            "ours": {"samples_per_s": 20_000.0, "batch_size": 1024},
+            "original": {"samples_per_s": 500.0, "batch_size": 32},
+            "ratio": 40.0,
+        },
+        "generation": {
+            "ours": {"one_poem_s": 0.02, "batch_64_poems_per_s": 300.0, "batch_1024_poems_per_s": 900.0},
+            "original_loop": {"one_poem_s": 1.0, "poems_per_s": 1.0},
+            "ratios": {"one_poem": 50.0, "batch_64": 300.0, "batch_1024": 900.0},
+        },
         "word2vec": {"seconds": 12.5, "poems": 45_000, "epochs": 10},
     }
     results["targets"] = bench.check_targets(results)

@@ -1,4 +1,5 @@
 """The config loads from cfg.ini, layers files and overrides, and refuses bad keys and values by name."""
+
 import pytest
 
 from jueju.config import DEFAULT_CONFIG, ConfigError, load_config
@@ -7,7 +8,11 @@ from jueju.config import DEFAULT_CONFIG, ConfigError, load_config
 def test_defaults_load_and_resolve_paths():
     config = load_config()
     assert config.corpus.line_length == 5 and config.dataset.window == 6
-    assert config.model.lstm_units == [384, 384] and config.dataset.context == "sequence" and config.model.dense_units == []
+    assert (
+        config.model.lstm_units == [384, 384]
+        and config.dataset.context == "sequence"
+        and config.model.dense_units == []
+    )
     assert config.generate.seed is None
     assert config.data_dir == DEFAULT_CONFIG.parents[1] / "data" / "wuyan"
 
@@ -28,19 +33,22 @@ def test_overrides_and_user_file(tmp_path):
     assert config.form == "qiyan" and config.model_dir.name == "qiyan"
 
 
-@pytest.mark.parametrize("override, named", [
-    ("train.epochs=0", "train.epochs"),
-    ("train.epochs=two", "train.epochs"),
-    ("train.epochs=1.5", "train.epochs"),
-    ("train.epoch=3", "train.epoch"),
-    ("trian.epochs=3", "[trian]"),
-    ("model.input=glove", "word2vec, embedding, one-hot"),
-    ("corpus.line_length=6", "5, 7"),
-    ("corpus.stanzas=maybe", "true or false"),
-    ("model.lstm_units=64,x", "model.lstm_units"),
-    ("dataset.valid_fraction=0.9", "between 0.0 and 0.5"),
-    ("no_equals_sign", "section.key=value"),
-])
+@pytest.mark.parametrize(
+    "override, named",
+    [
+        ("train.epochs=0", "train.epochs"),
+        ("train.epochs=two", "train.epochs"),
+        ("train.epochs=1.5", "train.epochs"),
+        ("train.epoch=3", "train.epoch"),
+        ("trian.epochs=3", "[trian]"),
+        ("model.input=glove", "word2vec, embedding, one-hot"),
+        ("corpus.line_length=6", "5, 7"),
+        ("corpus.stanzas=maybe", "true or false"),
+        ("model.lstm_units=64,x", "model.lstm_units"),
+        ("dataset.valid_fraction=0.9", "between 0.0 and 0.5"),
+        ("no_equals_sign", "section.key=value"),
+    ],
+)
 def test_bad_values_are_refused_with_the_key_named(override, named):
     with pytest.raises(ConfigError, match=named.replace("[", r"\[").replace(".", r"\.")):
         load_config(overrides=[override])

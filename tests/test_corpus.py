@@ -1,4 +1,5 @@
 """Corpus reading and cleaning: every rule on small, hand-written messy examples."""
+
 import json
 from pathlib import Path
 
@@ -27,7 +28,12 @@ JINGYESI = ["床前明月光，", "疑是地上霜。", "举头望明月，", "�
 CHUNXIAO_T = ["春眠不覺曉，處處聞啼鳥。", "夜來風雨聲，花落知多少。"]
 CHUNXIAO = "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。"
 # 賦得古原草送別: 8 lines of 5 characters
-YUANCAO_T = ["離離原上草，一歲一枯榮。", "野火燒不盡，春風吹又生。", "遠芳侵古道，晴翠接荒城。", "又送王孫去，萋萋滿別情。"]
+YUANCAO_T = [
+    "離離原上草，一歲一枯榮。",
+    "野火燒不盡，春風吹又生。",
+    "遠芳侵古道，晴翠接荒城。",
+    "又送王孫去，萋萋滿別情。",
+]
 YUANCAO_1 = "离离原上草，一岁一枯荣。野火烧不尽，春风吹又生。"
 YUANCAO_2 = "远芳侵古道，晴翠接荒城。又送王孙去，萋萋满别情。"
 # 早發白帝城: 7 characters a line
@@ -73,14 +79,20 @@ def test_to_simplified():
         pytest.param(["牀前明月光《全唐詩》，疑是地上霜。", "舉頭望明月，低頭思故鄉。"], id="book-title"),
         pytest.param(["牀前明月光〖1〗，疑是地上霜。", "舉頭望明月，低頭思故鄉。"], id="white-lenticular"),
         pytest.param(
-            ["牀前明月光，疑是地上霜。（按：《樂府詩集》作「看月光」，", "見《李太白集》卷六。）舉頭望明月，低頭思故鄉。"],
+            [
+                "牀前明月光，疑是地上霜。（按：《樂府詩集》作「看月光」，",
+                "見《李太白集》卷六。）舉頭望明月，低頭思故鄉。",
+            ],
             id="note-across-paragraphs",
         ),
         pytest.param(
             ["牀前明月光，疑是地上霜。", "舉頭望明月，低頭思故鄉。（〖1〗《唐詩品彙》：「一作『舉頭望山月』。」）"],
             id="nested-notes",
         ),
-        pytest.param(["牀前明月光，疑是地上霜。", "舉頭望明月，低頭思故鄉。（見《全唐詩》卷一六五）。"], id="note-then-stray-stop"),
+        pytest.param(
+            ["牀前明月光，疑是地上霜。", "舉頭望明月，低頭思故鄉。（見《全唐詩》卷一六五）。"],
+            id="note-then-stray-stop",
+        ),
         pytest.param(["牀前明月光，疑是地上霜。。", "舉頭望明月，低頭思故鄉。"], id="doubled-stop"),
         pytest.param(["「牀前明月光，疑是地上霜。」", "『舉頭望明月』，“低頭”‘思’故鄉。"], id="cjk-quotes"),
         pytest.param(['"牀前明月光"，疑是地上霜。', "舉頭望'明月'，低頭思故鄉。"], id="ascii-quotes"),
@@ -270,7 +282,9 @@ def test_distinct_chars_counts_han_characters_of_kept_text():
     _, _, stats = clean_corpus([poem(*JINGYESI_T)])
     assert stats.distinct_chars == len(set("床前明月光疑是地上霜举头望明月低头思故乡"))
     _, _, stats = clean_corpus([poem(*JINGYESI_T), poem(*YUANCAO_T)], stanzas=True)
-    assert stats.distinct_chars == len(set("床前明月光疑是地上霜举头望明月低头思故乡" + YUANCAO_1 + YUANCAO_2) - set("，。"))
+    assert stats.distinct_chars == len(
+        set("床前明月光疑是地上霜举头望明月低头思故乡" + YUANCAO_1 + YUANCAO_2) - set("，。")
+    )
 
 
 def test_invalid_line_length():

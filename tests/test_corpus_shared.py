@@ -1,4 +1,5 @@
 """Integration: clean the real Tang collection (../shared/data, skipped when absent)."""
+
 import time
 from pathlib import Path
 

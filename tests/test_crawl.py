@@ -16,10 +16,11 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from local_server import clear_proxies, local_server
 
 import jueju.crawl as jc
 from jueju.crawl import CrawlSummary, collection_files, crawl
+
+from local_server import clear_proxies, local_server
 
 FOLDER = "全唐诗"
 FOLDER_ENCODED = "%E5%85%A8%E5%94%90%E8%AF%97"
@@ -28,9 +29,9 @@ SLOW_SECONDS = 2.0
 
 
 class FakeUpstream:
-    """Files under ``root`` served at their relative path, with faults per path.
+    """Files under `root` served at their relative path, with faults per path.
 
-    ``plan(name, *faults)`` scripts the answers for one file of the fake
+    `plan(name, *faults)` scripts the answers for one file of the fake
     folder: request k gets faults[k], and the last fault repeats forever.
     Faults: ok, 404, 500, 429 (Retry-After: 0), 429-long (Retry-After: 3600),
     truncate (half the body, honest Content-Length), cut (connection closed
@@ -425,9 +426,7 @@ def test_unwritable_destination_is_reported_not_raised(upstream, out):
 
 
 def test_summary_line_matches_the_documented_form():
-    summary = CrawlSummary(
-        fetched=["a", "b", "c"], skipped=["x"] * 55, failed={"poet.tang.5000.json": "HTTP 404"}
-    )
+    summary = CrawlSummary(fetched=["a", "b", "c"], skipped=["x"] * 55, failed={"poet.tang.5000.json": "HTTP 404"})
     assert str(summary) == "fetched 3, skipped 55 (already complete), failed 1: poet.tang.5000.json (HTTP 404)"
     assert not summary.ok
 

@@ -9,6 +9,7 @@ Already covered by test_crawl.py and not repeated here: 404, 500, persistent tru
 a cut connection, a stall before the headers, Retry-After capping, the size cap with and
 without Content-Length, JSON that is not a list of poems, a redirect loop.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -23,10 +24,11 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from local_server import clear_proxies, local_server
 
 import jueju.crawl as jc
 from jueju.crawl import CrawlSummary, crawl
+
+from local_server import clear_proxies, local_server
 
 FOLDER = "全唐诗"
 MINI = [f"poet.mini.{n}.json" for n in range(0, 5000, 1000)]
@@ -35,8 +37,9 @@ HTML_PAGE = b"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><b
 
 
 def poems(marker: str) -> bytes:
-    return json.dumps([{"author": "王之涣", "title": marker, "paragraphs": ["白日依山盡，黃河入海流。"]}],
-                      ensure_ascii=False).encode("utf-8")
+    return json.dumps(
+        [{"author": "王之涣", "title": marker, "paragraphs": ["白日依山盡，黃河入海流。"]}], ensure_ascii=False
+    ).encode("utf-8")
 
 
 class Faulty:
@@ -79,7 +82,7 @@ def make_handler(up: Faulty) -> type[BaseHTTPRequestHandler]:
             if not path.startswith(prefix):  # e.g. /etc/passwd after a redirect: a hostile server answers
                 self.send(200, poems(f"stolen {path}"), {"Content-Type": "application/json"})
                 return
-            name = path[len(prefix):]
+            name = path[len(prefix) :]
             try:
                 self.answer(name, up.next_fault(name))
             except (BrokenPipeError, ConnectionResetError, OSError):
@@ -209,14 +212,17 @@ def test_a_transient_fault_once_is_retried_and_fetched(up, out, fault):
     assert_clean(out, summary)
 
 
-@pytest.mark.parametrize("fault, reason", [
-    ("reset", "connection error"),
-    ("status:502", "HTTP 502"),
-    ("status:503", "HTTP 503"),
-    ("notjson", "invalid JSON"),
-    ("stall-body", "timed out"),
-    ("bad-gzip", "undecodable body"),
-])
+@pytest.mark.parametrize(
+    "fault, reason",
+    [
+        ("reset", "connection error"),
+        ("status:502", "HTTP 502"),
+        ("status:503", "HTTP 503"),
+        ("notjson", "invalid JSON"),
+        ("stall-body", "timed out"),
+        ("bad-gzip", "undecodable body"),
+    ],
+)
 def test_a_persistent_transient_fault_is_retried_then_reported(up, out, fault, reason):
     up.plan("poet.mini.0.json", fault)
     summary = run(up, out, retries=2, timeout=0.3)
@@ -311,13 +317,16 @@ def test_the_deadline_must_be_positive(up, out):
 # Remote names never choose local paths
 
 
-@pytest.mark.parametrize("fault", [
-    "redirect:/../../etc/passwd",
-    "redirect:/%2E%2E/%2E%2E/etc/passwd",
-    "redirect:/..%2F..%2F..%2Fetc%2Fpasswd",
-    'disposition:filename="../../evil.json"',
-    "disposition:filename*=UTF-8''..%2F..%2Fevil.json",
-])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "redirect:/../../etc/passwd",
+        "redirect:/%2E%2E/%2E%2E/etc/passwd",
+        "redirect:/..%2F..%2F..%2Fetc%2Fpasswd",
+        'disposition:filename="../../evil.json"',
+        "disposition:filename*=UTF-8''..%2F..%2Fevil.json",
+    ],
+)
 def test_redirects_and_content_disposition_never_choose_where_files_go(up, tmp_path, out, fault):
     up.plan("poet.mini.0.json", fault)
     summary = run(up, out)

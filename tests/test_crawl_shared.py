@@ -13,9 +13,10 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from local_server import clear_proxies, local_server
 
 from jueju.crawl import collection_files, crawl
+
+from local_server import clear_proxies, local_server
 
 MIRROR = Path(__file__).resolve().parents[2] / "shared/data/chinese-poetry"
 UPSTREAM_FOLDER = "全唐诗"

@@ -1,9 +1,20 @@
 """Vocabulary, split and sliding windows: known answers, round trips, disjointness."""
+
 import numpy as np
 import pytest
 
-from jueju.dataset import (PAD_ID, UNK_ID, Vocab, Windows, build_dataset, encode_poems, make_samples, make_windows,
-                           quatrain_samples, split_poems)
+from jueju.dataset import (
+    PAD_ID,
+    UNK_ID,
+    Vocab,
+    Windows,
+    build_dataset,
+    encode_poems,
+    make_samples,
+    make_windows,
+    quatrain_samples,
+    split_poems,
+)
 
 POEM = "菩提本无树，明镜亦非台。本来无一物，何处惹尘埃。"
 
@@ -64,9 +75,22 @@ def test_split_is_disjoint_and_keeps_stanzas_in_train():
 
 
 def test_build_dataset_writes_what_the_trainer_reads(tmp_path):
-    quatrains = [POEM, "床前明月光，疑是地上霜。举头望明月，低头思故乡。", "千山鸟飞绝，万径人踪灭。孤舟蓑笠翁，独钓寒江雪。"] * 1
-    counts = build_dataset(quatrains, [], tmp_path, vocab_size=50, window=6, pad_start=True,
-                           valid_fraction=0.34, test_fraction=0.34, seed=0)
+    quatrains = [
+        POEM,
+        "床前明月光，疑是地上霜。举头望明月，低头思故乡。",
+        "千山鸟飞绝，万径人踪灭。孤舟蓑笠翁，独钓寒江雪。",
+    ] * 1
+    counts = build_dataset(
+        quatrains,
+        [],
+        tmp_path,
+        vocab_size=50,
+        window=6,
+        pad_start=True,
+        valid_fraction=0.34,
+        test_fraction=0.34,
+        seed=0,
+    )
     assert counts["train_poems"] + counts["valid_poems"] + counts["test_poems"] == 3
     train = Windows.load(tmp_path / "train.npz")
     assert train.x.shape == (counts["train_windows"], 6) and train.x.shape[0] == 24 * counts["train_poems"]
@@ -75,11 +99,25 @@ def test_build_dataset_writes_what_the_trainer_reads(tmp_path):
 
 @pytest.mark.parametrize("context", ["sequence", "window"])
 def test_quatrain_samples_are_those_of_the_training_quatrains(tmp_path, context):
-    quatrains = ["床前明月光，疑是地上霜。举头望明月，低头思故乡。", "千山鸟飞绝，万径人踪灭。孤舟蓑笠翁，独钓寒江雪。",
-                 "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。", POEM]
+    quatrains = [
+        "床前明月光，疑是地上霜。举头望明月，低头思故乡。",
+        "千山鸟飞绝，万径人踪灭。孤舟蓑笠翁，独钓寒江雪。",
+        "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。",
+        POEM,
+    ]
     stanzas = ["红豆生南国，春来发几枝。愿君多采撷，此物最相思。", "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。"]
-    counts = build_dataset(quatrains, stanzas, tmp_path, vocab_size=100, window=6, pad_start=True, context=context,
-                           valid_fraction=0.25, test_fraction=0.25, seed=0)
+    counts = build_dataset(
+        quatrains,
+        stanzas,
+        tmp_path,
+        vocab_size=100,
+        window=6,
+        pad_start=True,
+        context=context,
+        valid_fraction=0.25,
+        test_fraction=0.25,
+        seed=0,
+    )
     assert counts["train_quatrains"] == 2 and counts["train_poems"] == 4
     train_poems = (tmp_path / "train.txt").read_text("utf-8").split()
     vocab = Vocab.load(tmp_path / "vocab.json")
@@ -89,8 +127,10 @@ def test_quatrain_samples_are_those_of_the_training_quatrains(tmp_path, context)
     assert np.array_equal(kept.x, only.x) and np.array_equal(kept.y, only.y)
 
 
-@pytest.mark.parametrize("counts, message", [({"train_poems": 4}, "jueju prepare --force"),
-                                             ({"train_poems": 4, "train_quatrains": 0}, "no real quatrains")])
+@pytest.mark.parametrize(
+    "counts, message",
+    [({"train_poems": 4}, "jueju prepare --force"), ({"train_poems": 4, "train_quatrains": 0}, "no real quatrains")],
+)
 def test_quatrain_samples_refused_say_what_to_do(counts, message):
     with pytest.raises(ValueError, match=message):
         quatrain_samples(Windows(np.zeros((4, 24), np.int32), np.zeros((4, 24), np.int32)), counts)

@@ -1,4 +1,5 @@
 """The trained model committed under models/wuyan works right after set-up, with no training."""
+
 import re
 
 import pytest
@@ -28,5 +29,106 @@ def test_acrostic_and_every_constraint_with_the_committed_model():
     from jueju import generate_poems
 
     poems = generate_poems(acrostic="春夏秋冬", num=4, seed=2, tonal=True, rhyme="pingshui")
-    assert all(FIVE.match(poem) and [line[0] for line in re.split("[，。]", poem)[:4]] == list("春夏秋冬")
-               for poem in poems)
+    assert all(
+        FIVE.match(poem) and [line[0] for line in re.split("[，。]", poem)[:4]] == list("春夏秋冬") for poem in poems
+    )
+
+
+# The first lines of 16 well-known 五绝: varied, real openings.
+FIRST_LINES = [
+    "床前明月光",
+    "白日依山尽",
+    "春眠不觉晓",
+    "千山鸟飞绝",
+    "红豆生南国",
+    "空山不见人",
+    "松下问童子",
+    "独坐幽篁里",
+    "移舟泊烟渚",
+    "向晚意不适",
+    "北斗七星高",
+    "君自故乡来",
+    "人闲桂花落",
+    "日暮苍山远",
+    "山中相送罢",
+    "绿蚁新醅酒",
+]
+
+
+@pytest.fixture(scope="module")
+def poet():
+    from jueju.generate import get_poet
+
+    return get_poet(MODEL)  # the same Poet generate_poetry uses (loaded once)
+
+
+def later_lines(poem):
+    return [line for line in re.split("[，。]", poem) if line][1:]
+
+
+def copied_lines(poet, poems):
+    """Lines 2-4 of the poems found in the training corpus's lines (train_lines.npz, what no_copy checks)."""
+    import numpy as np
+
+    from jueju.constraints import LineIndex
+
+    lines = [line for poem in poems for line in later_lines(poem)]
+    ids = np.array([poet.vocab.encode(line) for line in lines], dtype=np.int64)
+    found = poet.train_lines.contains(LineIndex.hash(ids).astype(np.uint32))
+    return [line for line, hit in zip(lines, found) if hit]
+
+
+def test_rhyme_with_the_committed_model(poet):
+    from jueju import prosody
+
+    poems = poet.batch(FIRST_LINES, seed=3, rhyme="pingshui", tonal=False)
+    for poem in poems:
+        assert FIVE.match(poem), poem
+        # True, not None: a character the table lacks is never chosen for a rhyme position
+        assert prosody.poem_rhymes(poem, "pingshui") is True, poem
+        assert all("平" in prosody.tones(line[-1]) for line in later_lines(poem)[::2]), poem  # lines 2 and 4
+
+
+def test_tonal_pattern_with_the_committed_model(poet):
+    from jueju import prosody
+
+    poems = poet.batch(FIRST_LINES, seed=4, rhyme="pingshui", tonal=True)
+    for poem in poems:
+        assert FIVE.match(poem), poem
+        # lines 2-4 (the model's) follow a standard pattern, 一三五不论; the given first lines do not all
+        assert prosody.tonal_compliance(poem, lines_checked=(1, 2, 3)) is True, poem
+        assert prosody.poem_rhymes(poem, "pingshui") is True, poem
+
+
+def test_no_copy_with_the_committed_model(poet):
+    assert poet.train_lines is not None and len(poet.train_lines.hashes) > 100_000
+    options = dict(sampler="greedy", rhyme="pingshui", tonal=False)
+    # greedy decoding from real first lines reproduces training lines (measured: 5 of these 48 lines) ...
+    assert copied_lines(poet, poet.batch(FIRST_LINES, no_copy=False, **options))
+    # ... and no_copy rules every one of them out
+    poems = poet.batch(FIRST_LINES, no_copy=True, **options)
+    assert all(FIVE.match(poem) for poem in poems)
+    assert copied_lines(poet, poems) == []
+    assert copied_lines(poet, poet.batch(FIRST_LINES, seed=5, no_copy=True)) == []  # and with the default sampler
+
+
+def test_the_committed_evaluation_meets_the_readme():
+    """models/wuyan/evaluation.json's headline figures (docs/results.md): what `jueju evaluate` measured."""
+    import json
+
+    results = json.loads((MODEL / "evaluation.json").read_text("utf-8"))
+    perplexity, generation, modes = results["perplexity"], results["generation"], results["modes"]
+    assert results["test_poems"] >= 800
+    assert perplexity["lstm"] <= 0.7 * perplexity["trigram_kn"], perplexity  # at least 30 % below the trigram
+    assert set(modes) == {"sample", "rhyme", "rhyme+tone"} and set(generation) == {*modes, "real"}
+    for name, mode in modes.items():
+        metrics = generation[name]
+        assert metrics["poems"] == results["test_poems"] and metrics["failed"] == 0, name
+        assert metrics["format"] == 1.0, name
+        assert metrics["copy_rate"] <= 0.02, name
+        if mode["rhyme"] == "pingshui":
+            assert metrics["rhyme_pingshui"] == 1.0 and metrics["rhyme_pingshui_judged"] == metrics["poems"], name
+        if mode["rhyme"] == "pingshui" and mode["tonal"]:
+            assert metrics["tonal_234"] == 1.0 and metrics["tonal_234_judged"] == metrics["poems"], name
+    assert modes["rhyme"]["rhyme"] == modes["rhyme+tone"]["rhyme"] == "pingshui" and modes["rhyme+tone"]["tonal"]
+    assert generation["real"]["format"] == 1.0  # the test poems themselves are well-formed quatrains

@@ -6,6 +6,7 @@ CPU devices for mirrored, two worker processes on localhost for multi_worker, an
 XLA_FLAGS=--xla_force_host_platform_device_count=2 for JAX's data_parallel. With the same seed
 and data, a data-parallel step is the single-device step, so losses and weights must agree.
 """
+
 import importlib.util
 import json
 import os
@@ -28,19 +29,24 @@ from conftest import tiny_overrides
 TESTS = Path(__file__).resolve().parent
 CHECK = TESTS / "distributed_check.py"
 TWO_JAX_DEVICES = {"KERAS_BACKEND": "jax", "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-needs_jax = pytest.mark.skipif(importlib.util.find_spec("jax") is None,
-                               reason="jax is not installed: pip install -r requirements-backends.txt")
+needs_jax = pytest.mark.skipif(
+    importlib.util.find_spec("jax") is None, reason="jax is not installed: pip install -r requirements-backends.txt"
+)
 
 
 # -- choosing the engine -----------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name, backend, says", [
-    ("mirrored", "jax", ["mirrored", "tensorflow", "jax", "data_parallel"]),
-    ("multi_worker", "torch", ["multi_worker", "tensorflow", "torch", "none"]),
-    ("data_parallel", "tensorflow", ["data_parallel", "jax", "tensorflow", "mirrored or multi_worker"]),
-    ("data_parallel", "torch", ["data_parallel", "jax", "torch"]),
-    ("ring", "tensorflow", ["ring", "none, mirrored, multi_worker, data_parallel"]),
-])
+
+@pytest.mark.parametrize(
+    "name, backend, says",
+    [
+        ("mirrored", "jax", ["mirrored", "tensorflow", "jax", "data_parallel"]),
+        ("multi_worker", "torch", ["multi_worker", "tensorflow", "torch", "none"]),
+        ("data_parallel", "tensorflow", ["data_parallel", "jax", "tensorflow", "mirrored or multi_worker"]),
+        ("data_parallel", "torch", ["data_parallel", "jax", "torch"]),
+        ("ring", "tensorflow", ["ring", "none, mirrored, multi_worker, data_parallel"]),
+    ],
+)
 def test_a_distribution_the_backend_lacks_is_refused_naming_both(name, backend, says):
     with pytest.raises(DistributionError) as error:
         distribute.check(name, backend)
@@ -48,9 +54,17 @@ def test_a_distribution_the_backend_lacks_is_refused_naming_both(name, backend, 
         assert word in str(error.value)
 
 
-@pytest.mark.parametrize("name, backend", [("none", "tensorflow"), ("none", "jax"), ("none", "torch"),
-                                           ("mirrored", "tensorflow"), ("multi_worker", "tensorflow"),
-                                           ("data_parallel", "jax")])
+@pytest.mark.parametrize(
+    "name, backend",
+    [
+        ("none", "tensorflow"),
+        ("none", "jax"),
+        ("none", "torch"),
+        ("mirrored", "tensorflow"),
+        ("multi_worker", "tensorflow"),
+        ("data_parallel", "jax"),
+    ],
+)
 def test_the_engines_that_exist(name, backend):
     distribute.check(name, backend)
 
@@ -68,8 +82,14 @@ def test_defaults_are_one_device_in_float32():
 
 def test_train_refuses_a_mismatch_before_any_work(tmp_path, capsys):
     other = "data_parallel" if keras.backend.backend() != "jax" else "mirrored"
-    code = main(["train", *sum((["--set", item] for item in tiny_overrides(tmp_path)), []),
-                 "--set", f"train.distribution={other}"])
+    code = main(
+        [
+            "train",
+            *sum((["--set", item] for item in tiny_overrides(tmp_path)), []),
+            "--set",
+            f"train.distribution={other}",
+        ]
+    )
     assert code == 2
     assert f"train.distribution = {other} needs the" in capsys.readouterr().err
     assert not (tmp_path / "data").exists()  # nothing was prepared
@@ -102,8 +122,11 @@ def test_no_training_callback_waits_on_the_device_every_batch(tiny_config):
     """Only epoch-level hooks: a per-batch hook would make Keras hand it the loss (a host round-trip)."""
     from jueju import train
 
-    classes = [value for value in vars(train).values()
-               if isinstance(value, type) and issubclass(value, keras.callbacks.Callback)]
+    classes = [
+        value
+        for value in vars(train).values()
+        if isinstance(value, type) and issubclass(value, keras.callbacks.Callback)
+    ]
     assert classes
     batch_hooks = ("on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end")
     for cls in classes:
@@ -119,6 +142,7 @@ def test_scope_none_is_one_device_and_sampling_uses_the_model_itself():
 
 
 # -- mixed precision ---------------------------------------------------------------------------------------------
+
 
 def test_precision_is_set_only_inside_and_restored_after_an_error():
     assert keras.config.dtype_policy().name == "float32"
@@ -137,12 +161,24 @@ def test_mixed_precision_trains_a_step_and_generates(policy):
     from jueju.generate import Poet
     from jueju.model import build_model, compile_model
 
-    config = load_config(overrides=["model.input=embedding", "model.lstm_units=8", "model.embedding_dim=8",
-                                    f"train.mixed_precision={policy}", "generate.rhyme=none",
-                                    "generate.no_copy=false"])
-    vocab = Vocab.build(["床前明月光，疑是地上霜。举头望明月，低头思故乡。",
-                         "千山鸟飞绝，万径人踪灭。孤舟蓑笠翁，独钓寒江雪。",
-                         "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。"], 100)
+    config = load_config(
+        overrides=[
+            "model.input=embedding",
+            "model.lstm_units=8",
+            "model.embedding_dim=8",
+            f"train.mixed_precision={policy}",
+            "generate.rhyme=none",
+            "generate.no_copy=false",
+        ]
+    )
+    vocab = Vocab.build(
+        [
+            "床前明月光，疑是地上霜。举头望明月，低头思故乡。",
+            "千山鸟飞绝，万径人踪灭。孤舟蓑笠翁，独钓寒江雪。",
+            "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。",
+        ],
+        100,
+    )
     with distribute.precision(config.train.mixed_precision):
         model = compile_model(build_model(config.model, len(vocab), 6), 0.01)
     assert model.get_layer("lstm_1").compute_dtype == policy.split("_")[1]
@@ -189,11 +225,18 @@ class _no_skipped_optimizer_warning:
 
 # -- two devices against one -------------------------------------------------------------------------------------
 
+
 def run_check(*args: str, env: dict | None = None, timeout: int = 600) -> list[dict]:
-    result = subprocess.run([sys.executable, str(CHECK), *args], cwd=TESTS.parent, capture_output=True, text=True,
-                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, str(CHECK), *args],
+        cwd=TESTS.parent,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})},
+        timeout=timeout,
+    )
     assert result.returncode == 0, result.stderr[-5000:]
-    return [json.loads(line[len("RESULT "):]) for line in result.stdout.splitlines() if line.startswith("RESULT ")]
+    return [json.loads(line[len("RESULT ") :]) for line in result.stdout.splitlines() if line.startswith("RESULT ")]
 
 
 def free_ports(count: int) -> list[str]:
@@ -211,15 +254,23 @@ def run_workers(*args: str, roots: list[Path] | None = None, timeout: int = 600)
     ports = free_ports(2)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("KERAS_BACKEND", None)
-    workers = [subprocess.Popen([sys.executable, str(CHECK), *args, *([str(roots[i])] if roots else []), str(i),
-                                 *ports], cwd=TESTS.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True) for i in range(2)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, str(CHECK), *args, *([str(roots[i])] if roots else []), str(i), *ports],
+            cwd=TESTS.parent,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     results = []
     try:
         for worker in workers:
             out, err = worker.communicate(timeout=timeout)
             assert worker.returncode == 0, err[-5000:]
-            results += [json.loads(line[len("RESULT "):]) for line in out.splitlines() if line.startswith("RESULT ")]
+            results += [json.loads(line[len("RESULT ") :]) for line in out.splitlines() if line.startswith("RESULT ")]
     finally:
         for worker in workers:
             if worker.poll() is None:

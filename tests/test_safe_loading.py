@@ -1,4 +1,5 @@
 """Safe loading: no pickle anywhere, Keras safe mode, damaged checkpoints, and mismatched vocabularies."""
+
 from __future__ import annotations
 
 import ast
@@ -21,9 +22,19 @@ from jueju.train import _check_compatible, latest_checkpoint
 PACKAGE = Path(jueju.__file__).resolve().parent
 SOURCES = sorted(PACKAGE.rglob("*.py"))
 POEMS = ["床前明月光，疑是地上霜。举头望明月，低头思故乡。", "白日依山尽，黄河入海流。欲穷千里目，更上一层楼。"]
-#: Modules and names that deserialize arbitrary objects (code) from a file.
-PICKLERS = {"pickle", "cPickle", "_pickle", "cloudpickle", "dill", "joblib", "shelve", "marshal",
-            "read_pickle", "enable_unsafe_deserialization"}
+# Modules and names that deserialize arbitrary objects (code) from a file.
+PICKLERS = {
+    "pickle",
+    "cPickle",
+    "_pickle",
+    "cloudpickle",
+    "dill",
+    "joblib",
+    "shelve",
+    "marshal",
+    "read_pickle",
+    "enable_unsafe_deserialization",
+}
 UNSAFE_LOADERS = {("torch", "load"), ("Word2Vec", "load"), ("KeyedVectors", "load"), ("FastText", "load")}
 
 
@@ -37,8 +48,12 @@ def test_the_package_source_is_found():
 
 @pytest.mark.parametrize("pattern", [r"allow_pickle\s*=\s*True", r"safe_mode\s*=\s*False"])
 def test_no_unsafe_loading_flag_anywhere_in_the_source(pattern):
-    hits = [f"{path.name}:{n}" for path in SOURCES
-            for n, line in enumerate(path.read_text("utf-8").splitlines(), 1) if re.search(pattern, line)]
+    hits = [
+        f"{path.name}:{n}"
+        for path in SOURCES
+        for n, line in enumerate(path.read_text("utf-8").splitlines(), 1)
+        if re.search(pattern, line)
+    ]
     assert not hits, f"{pattern} in {hits}"
 
 
@@ -47,9 +62,13 @@ def test_no_pickle_in_the_code():
     hits = []
     for path in SOURCES:
         tokens = tokenize.generate_tokens(io.StringIO(path.read_text("utf-8")).readline)
-        hits += [f"{path.name}:{tok.start[0]} {tok.string}" for tok in tokens
-                 if tok.type == tokenize.NAME and (tok.string in PICKLERS or "pickle" in tok.string.lower())
-                 and tok.string != "allow_pickle"]
+        hits += [
+            f"{path.name}:{tok.start[0]} {tok.string}"
+            for tok in tokens
+            if tok.type == tokenize.NAME
+            and (tok.string in PICKLERS or "pickle" in tok.string.lower())
+            and tok.string != "allow_pickle"
+        ]
     assert not hits, hits
 
 
@@ -64,7 +83,9 @@ def test_every_loader_call_is_explicitly_safe():
             keywords = {kw.arg: kw.value for kw in node.keywords}
             func = node.func
             name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
-            owner = getattr(func.value, "id", getattr(func.value, "attr", "")) if isinstance(func, ast.Attribute) else ""
+            owner = (
+                getattr(func.value, "id", getattr(func.value, "attr", "")) if isinstance(func, ast.Attribute) else ""
+            )
             if (owner, name) in UNSAFE_LOADERS:
                 problems.append(f"{where} {owner}.{name} unpickles")
             if owner == "np" and name == "load":
@@ -85,8 +106,9 @@ def test_every_loader_call_is_explicitly_safe():
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     """A small compiled model, its vocabulary and config, and its bytes as a .keras file."""
-    config = load_config(overrides=["model.input=embedding", "model.lstm_units=8", "model.embedding_dim=4",
-                                    "dataset.context=window"])
+    config = load_config(
+        overrides=["model.input=embedding", "model.lstm_units=8", "model.embedding_dim=4", "dataset.context=window"]
+    )
     vocab = Vocab.build(POEMS, 100)
     model = compile_model(build_model(config.model, len(vocab), config.dataset.window), 0.01)
     model.optimizer.build(model.trainable_variables)  # saved with its optimizer state, like a checkpoint
@@ -182,8 +204,11 @@ def test_poet_load_refuses_a_model_folder_whose_vocabulary_was_swapped(small, tm
     (tmp_path / "model.keras").write_bytes(good)
     config.save_json(tmp_path / "config.json")
     Vocab.build(POEMS[:1], 100).save(tmp_path / "vocab.json")
-    with pytest.raises(ValueError, match=rf"vocabulary has {len(Vocab.build(POEMS[:1], 100))} tokens but the model "
-                                         rf"predicts {len(vocab)}"):
+    with pytest.raises(
+        ValueError,
+        match=rf"vocabulary has {len(Vocab.build(POEMS[:1], 100))} tokens but the model "
+        rf"predicts {len(vocab)}",
+    ):
         Poet.load(tmp_path)
 
 

@@ -1,4 +1,5 @@
 """Samplers on fake logits: each strategy's choice, the loop, forced positions and masks."""
+
 import numpy as np
 import pytest
 
@@ -44,8 +45,7 @@ def table_model(table):
 def run(sampler, table, length, seed=0, start=1, allowed=None):
     tokens = np.zeros((1, length), dtype=np.int32)
     everything = allowed or (lambda tokens, position: np.ones((len(tokens), len(table)), dtype=bool))
-    return sampler.run(table_model(table), tokens, start, np.full(length, -1), everything,
-                       np.random.default_rng(seed))
+    return sampler.run(table_model(table), tokens, start, np.full(length, -1), everything, np.random.default_rng(seed))
 
 
 # From token 0, greedy takes 1 (0.6) and then must go on with p = 0.4; the path through 2 (0.4 then 1.0)
@@ -69,8 +69,14 @@ def test_beam_respects_masks_and_forced_positions():
     tokens, _ = run(Beam(3), TRAP, 4, allowed=forbid_2)
     assert 2 not in tokens[0, 1:]
     forced = np.array([-1, -1, 0, -1])
-    out, _ = Beam(2).run(table_model(TRAP), np.zeros((2, 4), np.int32), 1, forced,
-                         lambda t, p: np.ones((len(t), 3), dtype=bool), np.random.default_rng(0))
+    out, _ = Beam(2).run(
+        table_model(TRAP),
+        np.zeros((2, 4), np.int32),
+        1,
+        forced,
+        lambda t, p: np.ones((len(t), 3), dtype=bool),
+        np.random.default_rng(0),
+    )
     assert out.shape == (2, 4) and (out[:, 2] == 0).all()
 
 
@@ -117,18 +123,22 @@ def test_impossible_constraint_is_a_clear_error():
         return np.zeros((len(tokens), 5), dtype=bool)
 
     with pytest.raises(ConstraintError, match="no character"):
-        Sampler().run(lambda t, p: LOGITS, np.zeros((1, 3), np.int32), 1, np.full(3, -1), nothing,
-                      np.random.default_rng(0))
+        Sampler().run(
+            lambda t, p: LOGITS, np.zeros((1, 3), np.int32), 1, np.full(3, -1), nothing, np.random.default_rng(0)
+        )
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda: make_sampler("beam_me_up"), "unknown sampler"),
-    (lambda: TopK(0), "top_k"),
-    (lambda: TopP(0.0), "top_p"),
-    (lambda: Temperature(0.0), "temperature"),
-    (lambda: Temperature("hot"), "temperature"),
-    (lambda: Beam(0), "beam width"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: make_sampler("beam_me_up"), "unknown sampler"),
+        (lambda: TopK(0), "top_k"),
+        (lambda: TopP(0.0), "top_p"),
+        (lambda: Temperature(0.0), "temperature"),
+        (lambda: Temperature("hot"), "temperature"),
+        (lambda: Beam(0), "beam width"),
+    ],
+)
 def test_bad_sampler_settings(make, message):
     with pytest.raises(ValueError, match=message):
         make()

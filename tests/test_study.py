@@ -1,5 +1,5 @@
 """The context-length study on the tiny corpus: every variant trained, timed and scored; its table and JSON."""
-import json
+
 import math
 
 import pytest
@@ -25,7 +25,7 @@ def test_every_variant_is_trained_and_scored(tmp_path):
     rows = results["variants"]
     assert list(rows) == list(variants(config))
     vocab_han = 400  # an untrained-ish model is near uniform: far below the vocabulary's size, never above it
-    for name, row in rows.items():
+    for row in rows.values():
         assert row["steps"] >= 1 and row["targets_seen"] == row["steps"] * row["targets_per_step"]
         assert 1 < row["valid_perplexity"] < vocab_han and math.isfinite(row["valid_perplexity"])
     assert rows["sequence"]["targets_per_step"] == 24 * rows["sequence"]["batch_size"]

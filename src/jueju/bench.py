@@ -22,6 +22,7 @@ that the benchmark works; its figures mean nothing. Results: a table on stdout a
     python scripts/benchmark.py [--quick] [--corpus DIR] [--out FILE] [--set section.key=value]
     KERAS_BACKEND=jax python scripts/benchmark.py     # the same on another backend
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -44,10 +45,24 @@ from .config import PROJECT_ROOT, Config, load_config
 
 ORIGINAL = {"vocab_size": 6000, "lstm_units": [256, 512], "dropout": 0.6, "batch_size": 32}
 # what a run measures; QUICK is only a check that every part works
-FULL = {"lstm_units": [256, 512], "train_steps": 20, "original_steps": 60, "loop_poems": 3, "poem_repeats": 5,
-        "word2vec_epochs": None, "batches": [64, 1024]}
-QUICK = {"lstm_units": [16, 32], "train_steps": 3, "original_steps": 4, "loop_poems": 1, "poem_repeats": 2,
-         "word2vec_epochs": 1, "batches": [64, 1024]}
+FULL = {
+    "lstm_units": [256, 512],
+    "train_steps": 20,
+    "original_steps": 60,
+    "loop_poems": 3,
+    "poem_repeats": 5,
+    "word2vec_epochs": None,
+    "batches": [64, 1024],
+}
+QUICK = {
+    "lstm_units": [16, 32],
+    "train_steps": 3,
+    "original_steps": 4,
+    "loop_poems": 1,
+    "poem_repeats": 2,
+    "word2vec_epochs": 1,
+    "batches": [64, 1024],
+}
 QUICK_FILES = ("tang/poet.tang.0.json", "song/poet.song.0.json")
 COLLECTIONS = ("tang", "song")
 SHARED_CORPUS = PROJECT_ROOT.parent / "shared" / "data" / "chinese-poetry"
@@ -61,38 +76,9 @@ TARGETS = {
     "prepare_peak_mb": ("prepare peak RSS MB at most", 2000.0),
 }
 
-# Run in the child: only corpus and dataset are imported (the package's __init__ would load Keras
-# and its framework, whose memory is not the preparation's).
-_PREPARE_CHILD = r"""
-import json, sys, time, types
-from pathlib import Path
-args = json.loads(sys.argv[1])
-package = types.ModuleType("jueju")
-package.__path__ = [args["package"]]
-sys.modules["jueju"] = package
-from jueju.corpus import prepare_corpus
-from jueju.dataset import build_dataset, read_poems
-started = time.perf_counter()
-stats = prepare_corpus(args["sources"], args["out"], line_length=args["line_length"], stanzas=args["stanzas"],
-                       simplify=args["simplify"], progress=False)
-cleaned = time.perf_counter()
-out = Path(args["out"])
-counts = build_dataset(read_poems(out / "poems.txt"), read_poems(out / "stanzas.txt"), out, **args["dataset"])
-done = time.perf_counter()
-# the peak of this process since exec: ru_maxrss would also count the parent's pages at fork/exec
-status = Path("/proc/self/status")
-lines = status.read_text().splitlines() if status.exists() else []
-hwm = [line.split()[1] for line in lines if line.startswith("VmHWM:")]
-if hwm:
-    peak_kb = int(hwm[0])
-else:
-    import resource
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"peak_rss_mb": peak_kb / 1024, "clean_seconds": cleaned - started,
-                  "dataset_seconds": done - cleaned, "seconds": done - started,
-                  "poems_read": stats.poems_read, "quatrains": stats.quatrains, "stanzas": stats.stanzas,
-                  **counts}))
-"""
+# The prepare step runs in a child, `python -m jueju.bench_prepare`, which imports only corpus and dataset
+# (not Keras and its framework, whose memory is not the preparation's).
+PREPARE_CHILD = "jueju.bench_prepare"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,24 +86,40 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="benchmark", description=__doc__.split("\n\n")[0])
     add_arguments(parser)
     parser.add_argument("--config", metavar="FILE", help="an .ini file of keys to change (see config/cfg.ini)")
-    parser.add_argument("--set", metavar="SECTION.KEY=VALUE", action="append", default=[],
-                        help="change one config key, e.g. --set train.batch_size=4096")
+    parser.add_argument(
+        "--set",
+        metavar="SECTION.KEY=VALUE",
+        action="append",
+        default=[],
+        help="change one config key, e.g. --set train.batch_size=4096",
+    )
     args = parser.parse_args(argv)
     return run_from_args(load_config(args.config, args.set), args)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true",
-                        help="two collection files, a tiny model, a few steps: checks that it works "
-                             "(figures mean nothing)")
-    parser.add_argument("--corpus", metavar="DIR",
-                        help="chinese-poetry JSON files (tang/, song/); default ../shared/data/chinese-poetry, "
-                             "else the crawled data/raw")
-    parser.add_argument("--out", metavar="FILE",
-                        help="JSON results (default logs/benchmark[-quick].json; a Markdown table beside it, .md)")
-    parser.add_argument("--load", metavar="MODEL_DIR",
-                        help="also serve this trained model and load it with 1, 8 and 64 clients, "
-                             "with and without batching (jueju.loadtest)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="two collection files, a tiny model, a few steps: checks that it works (figures mean nothing)",
+    )
+    parser.add_argument(
+        "--corpus",
+        metavar="DIR",
+        help="chinese-poetry JSON files (tang/, song/); default ../shared/data/chinese-poetry, "
+        "else the crawled data/raw",
+    )
+    parser.add_argument(
+        "--out",
+        metavar="FILE",
+        help="JSON results (default logs/benchmark[-quick].json; a Markdown table beside it, .md)",
+    )
+    parser.add_argument(
+        "--load",
+        metavar="MODEL_DIR",
+        help="also serve this trained model and load it with 1, 8 and 64 clients, "
+        "with and without batching (jueju.loadtest)",
+    )
 
 
 def run_from_args(config: Config, args) -> int:
@@ -125,7 +127,8 @@ def run_from_args(config: Config, args) -> int:
     out = Path(args.out) if args.out else config.log_dir / f"benchmark{'-quick' if args.quick else ''}.json"
     results = run(config, corpus, quick=args.quick)
     if args.load:
-        from .loadtest import benchmark as load_run, format_rows
+        from .loadtest import benchmark as load_run
+        from .loadtest import format_rows
 
         results["load"] = load_run([args.load], requests=32 if args.quick else 256)
         print(format_rows(results["load"]))
@@ -141,8 +144,10 @@ def default_corpus(config: Config) -> Path:
     for folder in (SHARED_CORPUS, config.raw_dir):
         if any((folder / name).is_dir() for name in COLLECTIONS):
             return folder
-    raise FileNotFoundError(f"no corpus at {SHARED_CORPUS} or {config.raw_dir}: run `jueju crawl`, or pass "
-                            "--corpus DIR (a folder of chinese-poetry JSON files)")
+    raise FileNotFoundError(
+        f"no corpus at {SHARED_CORPUS} or {config.raw_dir}: run `jueju crawl`, or pass "
+        "--corpus DIR (a folder of chinese-poetry JSON files)"
+    )
 
 
 def corpus_sources(corpus: Path, quick: bool) -> list[Path]:
@@ -160,9 +165,14 @@ def corpus_sources(corpus: Path, quick: bool) -> list[Path]:
 def run(config: Config, corpus: Path, quick: bool = False) -> dict:
     """Every measurement; returns the results (what the JSON file holds)."""
     sizes = QUICK if quick else FULL
-    results: dict = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "quick": quick,
-                     "machine": machine(), "corpus": str(corpus), "sizes": sizes,
-                     "model": {**ORIGINAL, "lstm_units": sizes["lstm_units"], "window": config.dataset.window}}
+    results: dict = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "quick": quick,
+        "machine": machine(),
+        "corpus": str(corpus),
+        "sizes": sizes,
+        "model": {**ORIGINAL, "lstm_units": sizes["lstm_units"], "window": config.dataset.window},
+    }
     with tempfile.TemporaryDirectory(prefix="jueju-bench-") as tmp:
         data = Path(tmp)
         print("prepare: clean + vocabulary + windows ...", flush=True)
@@ -177,8 +187,11 @@ def run(config: Config, corpus: Path, quick: bool = False) -> dict:
         ours, model = measure_training(config, windows, len(vocab), sizes)
         print("training: the original's one-hot generator ...", flush=True)
         original, original_model = measure_original_training(config, windows, len(vocab), sizes)
-        results["training"] = {"ours": ours, "original": original,
-                               "ratio": ours["samples_per_s"] / original["samples_per_s"]}
+        results["training"] = {
+            "ours": ours,
+            "original": original,
+            "ratio": ours["samples_per_s"] / original["samples_per_s"],
+        }
         print("generation ...", flush=True)
         results["generation"] = measure_generation(config, model, original_model, vocab, train_poems, sizes)
         print("word2vec ...", flush=True)
@@ -198,10 +211,18 @@ def machine() -> dict:
         version = __import__(framework).__version__
     except ImportError:  # pragma: no cover
         version = "?"
-    return {"backend": backend, "backend_version": version, "keras": keras.__version__,
-            "devices": distribute.list_devices(), "python": platform.python_version(),
-            "platform": platform.platform(), "cpu": _cpu_name(), "cores": os.cpu_count(),
-            "memory_gb": _memory_gb(), "load_average": [round(x, 2) for x in os.getloadavg()]}
+    return {
+        "backend": backend,
+        "backend_version": version,
+        "keras": keras.__version__,
+        "devices": distribute.list_devices(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "memory_gb": _memory_gb(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+    }
 
 
 def _cpu_name() -> str:
@@ -226,6 +247,7 @@ def _memory_gb() -> float | None:
 
 # -- 1. prepare ------------------------------------------------------------------------------------------------
 
+
 def measure_prepare(sources: list[Path], out: Path, config: Config) -> dict:
     """Clean and cut the data set in a child process, and measure the child's peak resident memory.
 
@@ -233,14 +255,32 @@ def measure_prepare(sources: list[Path], out: Path, config: Config) -> dict:
     ru_maxrss of the children is also recorded, but it is an upper bound only: Linux carries the
     parent's resident size at fork/exec into it, and this parent holds the deep-learning framework.
     """
-    args = {"package": str(Path(__file__).resolve().parent), "sources": [str(s) for s in sources], "out": str(out),
-            "line_length": config.corpus.line_length, "stanzas": config.corpus.stanzas,
-            "simplify": config.corpus.simplify,
-            "dataset": {"vocab_size": ORIGINAL["vocab_size"], "window": config.dataset.window,
-                        "pad_start": config.dataset.pad_start, "valid_fraction": config.dataset.valid_fraction,
-                        "test_fraction": config.dataset.test_fraction, "seed": config.dataset.seed}}
+    args = {
+        "sources": [str(s) for s in sources],
+        "out": str(out),
+        "line_length": config.corpus.line_length,
+        "stanzas": config.corpus.stanzas,
+        "simplify": config.corpus.simplify,
+        "dataset": {
+            "vocab_size": ORIGINAL["vocab_size"],
+            "window": config.dataset.window,
+            "pad_start": config.dataset.pad_start,
+            "valid_fraction": config.dataset.valid_fraction,
+            "test_fraction": config.dataset.test_fraction,
+            "seed": config.dataset.seed,
+        },
+    }
+    # this very package, wherever the interpreter would otherwise find one
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            filter(None, [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH")])
+        ),
+    }
     started = time.perf_counter()
-    child = subprocess.run([sys.executable, "-c", _PREPARE_CHILD, json.dumps(args)], capture_output=True, text=True)
+    child = subprocess.run(
+        [sys.executable, "-m", PREPARE_CHILD, json.dumps(args)], capture_output=True, text=True, env=env
+    )
     wall = time.perf_counter() - started
     if child.returncode:
         raise RuntimeError(f"the prepare step failed: {child.stderr.strip()[-2000:]}")
@@ -251,6 +291,7 @@ def measure_prepare(sources: list[Path], out: Path, config: Config) -> dict:
 
 
 # -- 2. training -----------------------------------------------------------------------------------------------
+
 
 def _epoch_timer():
     import keras
@@ -288,8 +329,13 @@ def _enough(x: np.ndarray, y: np.ndarray, samples: int) -> tuple[np.ndarray, np.
 
 
 def our_model_spec(config: Config, sizes: dict):
-    return dataclasses.replace(config.model, input="embedding", lstm_units=list(sizes["lstm_units"]),
-                               dropout=ORIGINAL["dropout"], dense_units=[])
+    return dataclasses.replace(
+        config.model,
+        input="embedding",
+        lstm_units=list(sizes["lstm_units"]),
+        dropout=ORIGINAL["dropout"],
+        dense_units=[],
+    )
 
 
 def measure_training(config: Config, windows, vocab_size: int, sizes: dict):
@@ -310,13 +356,19 @@ def measure_training(config: Config, windows, vocab_size: int, sizes: dict):
         compile_model(model, config.train.learning_rate)
         model.steps_per_execution = plan.steps_per_execution(steps)
         timer = _epoch_timer()
-        model.fit(x, y, batch_size=batch, epochs=2, steps_per_epoch=steps, shuffle=True, verbose=0,
-                  callbacks=[timer])
+        model.fit(x, y, batch_size=batch, epochs=2, steps_per_epoch=steps, shuffle=True, verbose=0, callbacks=[timer])
     seconds = timer.seconds[-1]
-    return {"samples_per_s": steps * batch / seconds, "batch_size": batch, "steps": steps, "seconds": seconds,
-            "warmup_seconds": timer.seconds[0], "distribution": plan.name, "replicas": plan.replicas,
-            "mixed_precision": config.train.mixed_precision,
-            "steps_per_execution": plan.steps_per_execution(steps)}, model
+    return {
+        "samples_per_s": steps * batch / seconds,
+        "batch_size": batch,
+        "steps": steps,
+        "seconds": seconds,
+        "warmup_seconds": timer.seconds[0],
+        "distribution": plan.name,
+        "replicas": plan.replicas,
+        "mixed_precision": config.train.mixed_precision,
+        "steps_per_execution": plan.steps_per_execution(steps),
+    }, model
 
 
 def build_original_model(vocab_size: int, window: int, lstm_units, dropout: float, learning_rate: float):
@@ -342,8 +394,8 @@ def one_hot_batches(x: np.ndarray, y: np.ndarray, vocab_size: int, batch_size: i
         for start in range(0, len(y) - batch_size + 1, batch_size):
             features = np.zeros((batch_size, x.shape[1], vocab_size), dtype=np.float32)
             labels = np.zeros((batch_size, vocab_size), dtype=np.float32)
-            features[rows[:, None], np.arange(x.shape[1]), x[start:start + batch_size]] = 1.0
-            labels[rows, y[start:start + batch_size]] = 1.0
+            features[rows[:, None], np.arange(x.shape[1]), x[start : start + batch_size]] = 1.0
+            labels[rows, y[start : start + batch_size]] = 1.0
             yield features, labels
 
 
@@ -352,18 +404,31 @@ def measure_original_training(config: Config, windows, vocab_size: int, sizes: d
 
     keras.utils.set_random_seed(config.train.seed)
     batch = ORIGINAL["batch_size"]
-    model = build_original_model(vocab_size, config.dataset.window, sizes["lstm_units"], ORIGINAL["dropout"],
-                                 config.train.learning_rate)
+    model = build_original_model(
+        vocab_size, config.dataset.window, sizes["lstm_units"], ORIGINAL["dropout"], config.train.learning_rate
+    )
     steps = _steps(len(windows.y), batch, sizes["original_steps"])
     timer = _epoch_timer()
-    model.fit(one_hot_batches(windows.x, windows.y, vocab_size, batch), epochs=2, steps_per_epoch=steps,
-              shuffle=False, verbose=0, callbacks=[timer])
+    model.fit(
+        one_hot_batches(windows.x, windows.y, vocab_size, batch),
+        epochs=2,
+        steps_per_epoch=steps,
+        shuffle=False,
+        verbose=0,
+        callbacks=[timer],
+    )
     seconds = timer.seconds[-1]
-    return {"samples_per_s": steps * batch / seconds, "batch_size": batch, "steps": steps, "seconds": seconds,
-            "warmup_seconds": timer.seconds[0]}, model
+    return {
+        "samples_per_s": steps * batch / seconds,
+        "batch_size": batch,
+        "steps": steps,
+        "seconds": seconds,
+        "warmup_seconds": timer.seconds[0],
+    }, model
 
 
 # -- 3. generation ---------------------------------------------------------------------------------------------
+
 
 def measure_generation(config: Config, trained, original_model, vocab, train_poems: list[str], sizes: dict) -> dict:
     """Poet (batched, constrained decoding) against one model.predict call per character per poem."""
@@ -388,8 +453,15 @@ def measure_generation(config: Config, trained, original_model, vocab, train_poe
         started = time.perf_counter()
         poems = poet.poems(FIRST_LINE, num=size, seed=1)
         ours[f"batch_{size}_poems_per_s"] = len(poems) / (time.perf_counter() - started)
-    loop = per_character_loop(original_model, vocab, poet.layout.length, config.corpus.line_length, window,
-                              sizes["loop_poems"], config.generate.temperature)
+    loop = per_character_loop(
+        original_model,
+        vocab,
+        poet.layout.length,
+        config.corpus.line_length,
+        window,
+        sizes["loop_poems"],
+        config.generate.temperature,
+    )
     ratios = {"one_poem": loop["one_poem_s"] / ours["one_poem_s"]}
     for size in sizes["batches"]:
         ratios[f"batch_{size}"] = ours[f"batch_{size}_poems_per_s"] / loop["poems_per_s"]
@@ -409,8 +481,9 @@ def _train_lines(poems: list[str], vocab):
     return LineIndex.from_lines(lines, vocab)
 
 
-def per_character_loop(model, vocab, length: int, line_length: int, window: int, poems: int,
-                       temperature: float) -> dict:
+def per_character_loop(
+    model, vocab, length: int, line_length: int, window: int, poems: int, temperature: float
+) -> dict:
     """The original's generation: for each character, a one-hot window and one model.predict call."""
     rng = np.random.default_rng(0)
     ids = vocab.encode(FIRST_LINE + "，")
@@ -429,11 +502,16 @@ def per_character_loop(model, vocab, length: int, line_length: int, window: int,
             tokens.append(int(rng.choice(len(weights), p=weights / weights.sum())))
         latencies.append(time.perf_counter() - started)
     one = statistics.mean(latencies)
-    return {"one_poem_s": one, "poems_per_s": 1.0 / one, "predict_calls_per_poem": length - len(ids),
-            "poems_timed": poems}
+    return {
+        "one_poem_s": one,
+        "poems_per_s": 1.0 / one,
+        "predict_calls_per_poem": length - len(ids),
+        "poems_timed": poems,
+    }
 
 
 # -- 4. word2vec -----------------------------------------------------------------------------------------------
+
 
 def measure_word2vec(config: Config, train_poems: list[str], sizes: dict) -> dict:
     from .word2vec import train_word2vec
@@ -443,18 +521,28 @@ def measure_word2vec(config: Config, train_poems: list[str], sizes: dict) -> dic
         settings["epochs"] = sizes["word2vec_epochs"]
     started = time.perf_counter()
     train_word2vec(train_poems, **settings)
-    return {"seconds": time.perf_counter() - started, "poems": len(train_poems), "epochs": settings["epochs"],
-            "workers": settings["workers"], "vector_size": settings["vector_size"]}
+    return {
+        "seconds": time.perf_counter() - started,
+        "poems": len(train_poems),
+        "epochs": settings["epochs"],
+        "workers": settings["workers"],
+        "vector_size": settings["vector_size"],
+    }
 
 
 # -- report ----------------------------------------------------------------------------------------------------
 
+
 def check_targets(results: dict) -> dict:
     """Each target of the issue with the measured value and whether it is met."""
     generation, prepare = results["generation"]["ratios"], results["prepare"]
-    values = {"training": results["training"]["ratio"], "one_poem": generation["one_poem"],
-              "batch_1024": generation.get("batch_1024"), "prepare_seconds": prepare["seconds"],
-              "prepare_peak_mb": prepare["peak_rss_mb"]}
+    values = {
+        "training": results["training"]["ratio"],
+        "one_poem": generation["one_poem"],
+        "batch_1024": generation.get("batch_1024"),
+        "prepare_seconds": prepare["seconds"],
+        "prepare_peak_mb": prepare["peak_rss_mb"],
+    }
     checked = {}
     for name, (meaning, target) in TARGETS.items():
         value = values[name]
@@ -467,34 +555,56 @@ def check_targets(results: dict) -> dict:
 def _rows(results: dict) -> list[tuple[str, str, str, str, str]]:
     p, t, g, targets = results["prepare"], results["training"], results["generation"], results["targets"]
     rows = [
-        ("prepare (clean+vocab+windows)", f"{p['seconds']:.1f} s, {p['peak_rss_mb']:,.0f} MB peak", "—", "—",
-         _target(targets, "prepare_seconds", "≤ 60 s") + ", " + _target(targets, "prepare_peak_mb", "≤ 2 GB")),
-        ("training (samples/s)", f"{t['ours']['samples_per_s']:,.0f} (batch {t['ours']['batch_size']})",
-         f"{t['original']['samples_per_s']:,.0f} (batch {t['original']['batch_size']})", f"{t['ratio']:,.1f}×",
-         _target(targets, "training", "≥ 10×")),
-        ("one poem (latency)", f"{g['ours']['one_poem_s'] * 1000:,.0f} ms",
-         f"{g['original_loop']['one_poem_s'] * 1000:,.0f} ms", f"{g['ratios']['one_poem']:,.1f}×",
-         _target(targets, "one_poem", "≥ 20×")),
+        (
+            "prepare (clean+vocab+windows)",
+            f"{p['seconds']:.1f} s, {p['peak_rss_mb']:,.0f} MB peak",
+            "—",
+            "—",
+            _target(targets, "prepare_seconds", "≤ 60 s") + ", " + _target(targets, "prepare_peak_mb", "≤ 2 GB"),
+        ),
+        (
+            "training (samples/s)",
+            f"{t['ours']['samples_per_s']:,.0f} (batch {t['ours']['batch_size']})",
+            f"{t['original']['samples_per_s']:,.0f} (batch {t['original']['batch_size']})",
+            f"{t['ratio']:,.1f}×",
+            _target(targets, "training", "≥ 10×"),
+        ),
+        (
+            "one poem (latency)",
+            f"{g['ours']['one_poem_s'] * 1000:,.0f} ms",
+            f"{g['original_loop']['one_poem_s'] * 1000:,.0f} ms",
+            f"{g['ratios']['one_poem']:,.1f}×",
+            _target(targets, "one_poem", "≥ 20×"),
+        ),
     ]
     for size in results["sizes"]["batches"]:
-        rows.append((f"{size} poems, one batch (poems/s)", f"{g['ours'][f'batch_{size}_poems_per_s']:,.1f}",
-                     f"{g['original_loop']['poems_per_s']:,.2f}", f"{g['ratios'][f'batch_{size}']:,.0f}×",
-                     _target(targets, "batch_1024", "≥ 500×") if size == 1024 else "—"))
+        rows.append(
+            (
+                f"{size} poems, one batch (poems/s)",
+                f"{g['ours'][f'batch_{size}_poems_per_s']:,.1f}",
+                f"{g['original_loop']['poems_per_s']:,.2f}",
+                f"{g['ratios'][f'batch_{size}']:,.0f}×",
+                _target(targets, "batch_1024", "≥ 500×") if size == 1024 else "—",
+            )
+        )
     w = results["word2vec"]
-    rows.append(("word2vec (training split)", f"{w['seconds']:.1f} s", "—", "—",
-                 f"{w['poems']:,} poems, {w['epochs']} epochs"))
+    rows.append(
+        ("word2vec (training split)", f"{w['seconds']:.1f} s", "—", "—", f"{w['poems']:,} poems, {w['epochs']} epochs")
+    )
     return rows
 
 
 def _heading(results: dict) -> list[str]:
     m, p, model = results["machine"], results["prepare"], results["model"]
     quick = "  [--quick: a check that it runs, not a measurement]" if results["quick"] else ""
-    return [f"jueju benchmark, {results['date']}{quick}",
-            f"{m['backend']} {m['backend_version']} (keras {m['keras']}) on {', '.join(m['devices'])}; "
-            f"{m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; load average {m['load_average'][0]}",
-            f"model: vocabulary {model['vocab_size']:,}, LSTM {' + '.join(map(str, model['lstm_units']))}, "
-            f"dropout {model['dropout']}, window {model['window']}; {p['quatrains']:,} quatrains, "
-            f"{p['train_windows']:,} training windows"]
+    return [
+        f"jueju benchmark, {results['date']}{quick}",
+        f"{m['backend']} {m['backend_version']} (keras {m['keras']}) on {', '.join(m['devices'])}; "
+        f"{m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB; load average {m['load_average'][0]}",
+        f"model: vocabulary {model['vocab_size']:,}, LSTM {' + '.join(map(str, model['lstm_units']))}, "
+        f"dropout {model['dropout']}, window {model['window']}; {p['quatrains']:,} quatrains, "
+        f"{p['train_windows']:,} training windows",
+    ]
 
 
 HEADER = ("", "ours", "original", "ratio", "target")
@@ -512,8 +622,13 @@ def format_table(results: dict) -> str:
 def format_markdown(results: dict) -> str:
     """The same as a Markdown table, for docs/speed.md."""
     heading = _heading(results)
-    lines = [f"**{heading[0]}**  ", *[f"{line}  " for line in heading[1:]], "",
-             "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines = [
+        f"**{heading[0]}**  ",
+        *[f"{line}  " for line in heading[1:]],
+        "",
+        "| " + " | ".join(HEADER) + " |",
+        "|" + "---|" * len(HEADER),
+    ]
     lines += ["| " + " | ".join(row) + " |" for row in _rows(results)]
     return "\n".join(lines) + "\n"
 

@@ -1,22 +1,35 @@
 """The `jueju` command line: one sub-command per stage, all sharing --config and --set.
 
 A user error (bad argument, missing file, bad config value) ends with a one-line
-message on stderr and a non-zero exit, never a traceback.
+message on stderr and exit status 2, never a traceback. Quiet by default: our own progress
+bars and summaries only; --verbose adds the frameworks' log lines. `--help` imports no deep
+learning framework: each command imports what it needs when it runs.
 """
+
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
+from . import options
 from .config import ConfigError, load_config
+
+FRAMEWORK_COMMANDS = ("train", "evaluate", "bench", "study-context", "generate", "serve")  # they import Keras
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("gensim").setLevel(logging.WARNING)  # it logs every epoch and every file it touches
+    verbose = args.verbose or args.sub_verbose
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("jueju").setLevel(logging.INFO)  # our own one-line summaries stay
+    logging.getLogger("gensim").setLevel(logging.INFO if verbose else logging.WARNING)  # it logs every file
     try:
+        if args.command in FRAMEWORK_COMMANDS and not verbose:
+            import_framework_quietly()
         # --config / --set may stand before or after the command
         config = load_config(args.sub_config or args.config, args.set + args.sub_set)
         return args.run(config, args) or 0
@@ -28,10 +41,17 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with a bad argument said in one line (and where to read more), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jueju", description="Write classical Chinese quatrains (绝句).")
+    parser = Parser(prog="jueju", description="Write classical Chinese quatrains (绝句).")
     _config_options(parser, "")
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     _config_options(common, "sub_")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add = lambda name, **kw: commands.add_parser(name, parents=[common], **kw)  # noqa: E731
@@ -52,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
     start = train.add_mutually_exclusive_group()
     start.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
     start.add_argument("--finetune", metavar="PATH", help="start from this .keras model")
+    train.add_argument(
+        "--out",
+        metavar="DIR",
+        help="the folder to train into (default: models/<form>, refused when it holds a trained model)",
+    )
+    train.add_argument("--overwrite", action="store_true", help="replace the trained model in the folder")
     train.set_defaults(run=_train)
 
     evaluate = add("evaluate", help="perplexity vs a trigram baseline and generation metrics on the test split")
@@ -67,8 +93,11 @@ def _parser() -> argparse.ArgumentParser:
     bench_arguments(bench)  # --quick, --corpus, --out
     bench.set_defaults(run=_bench)
 
-    study = add("study-context", help="train each context length (window 6, 12, whole poem, sequence) for the "
-                                      "same time and compare validation perplexity and speed")
+    study = add(
+        "study-context",
+        help="train each context length (window 6, 12, whole poem, sequence) for the "
+        "same time and compare validation perplexity and speed",
+    )
     study.add_argument("--seconds", type=float, default=360.0, help="training time per variant (default 360)")
     study.add_argument("--only", action="append", metavar="NAME", help="run only this variant (repeatable)")
     study.add_argument("--out", metavar="FILE", help="JSON results (default: <log_dir>/context_study.json)")
@@ -78,27 +107,26 @@ def _parser() -> argparse.ArgumentParser:
     generate.add_argument("first_lines", nargs="*", metavar="FIRST_LINE", help="5 or 7 Han characters")
     generate.add_argument("--acrostic", metavar="CHARS", help="4 characters to open the 4 lines (藏头诗)")
     generate.add_argument("--form", type=int, choices=(5, 7), default=5, help="line length for --acrostic")
-    generate.add_argument("--num", type=int, help="poems per first line")
-    generate.add_argument("--sampler", help="greedy, temperature, top_k, top_p or beam")
-    generate.add_argument("--temperature", type=float)
-    generate.add_argument("--top-k", type=int)
-    generate.add_argument("--top-p", type=float)
-    generate.add_argument("--beam-width", type=int)
-    generate.add_argument("--rhyme", help="pingshui, xin or none")
-    generate.add_argument("--tonal", action=argparse.BooleanOptionalAction, help="follow a standard tonal pattern")
-    generate.add_argument("--rerank", type=int, help="draw this many per poem and keep the most probable")
-    generate.add_argument("--seed", type=int)
+    options.add_flags(generate, options.NAMES)  # --num, --sampler, --temperature, ... from the options schema
     generate.add_argument("--model", metavar="DIR", help="a trained model folder (default: models/<form>)")
     generate.set_defaults(run=_generate)
 
     serve = add("serve", help="serve the web page and the JSON API (POST /api/poems) with uvicorn")
     serve.add_argument("--host", help="address to listen on (default: serve.host, 127.0.0.1)")
     serve.add_argument("--port", type=int, help="TCP port (default: serve.port, 8000)")
-    serve.add_argument("--model", action="append", metavar="DIR",
-                       help="a trained model folder, one per form (repeatable; default: models/<form> of "
-                            "corpus.line_length, and the other form's when trained)")
-    serve.add_argument("--workers", type=int, default=1,
-                       help="worker processes sharing the port, each with its own copy of the models (default 1)")
+    serve.add_argument(
+        "--model",
+        action="append",
+        metavar="DIR",
+        help="a trained model folder, one per form (repeatable; default: models/<form> of "
+        "corpus.line_length, and the other form's when trained)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes sharing the port, each with its own copy of the models (default 1)",
+    )
     serve.set_defaults(run=_serve)
 
     plot = add("plot", help="draw logs/training.png: loss and validation perplexity per epoch")
@@ -108,11 +136,43 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def import_framework_quietly() -> None:
+    """Import Keras and its backend with the process's native stderr shut.
+
+    TensorFlow's C++ start-up lines (oneDNN, CPU features, absl) are written to file
+    descriptor 2 before any log level applies, so only closing it silences them. An
+    import that fails still raises here, after stderr is back, so its error is seen.
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # what TensorFlow logs later, through its own levels
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stderr.flush()
+        os.dup2(devnull, 2)
+        import keras  # noqa: F401  (loads the backend: where the lines are printed)
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def _config_options(parser: argparse.ArgumentParser, prefix: str) -> None:
-    parser.add_argument("--config", dest=f"{prefix}config", metavar="FILE",
-                        help="an .ini file of keys to change (see config/cfg.ini)")
-    parser.add_argument("--set", dest=f"{prefix}set", metavar="SECTION.KEY=VALUE", action="append", default=[],
-                        help="change one config key, e.g. --set train.epochs=5 (repeatable)")
+    parser.add_argument(
+        "--verbose",
+        dest=f"{prefix}verbose",
+        action="store_true",
+        help="also show the frameworks' log lines (TensorFlow, Keras, gensim)",
+    )
+    parser.add_argument(
+        "--config", dest=f"{prefix}config", metavar="FILE", help="an .ini file of keys to change (see config/cfg.ini)"
+    )
+    parser.add_argument(
+        "--set",
+        dest=f"{prefix}set",
+        metavar="SECTION.KEY=VALUE",
+        action="append",
+        default=[],
+        help="change one config key, e.g. --set train.epochs=5 (repeatable)",
+    )
 
 
 def _crawl(config, args):
@@ -131,7 +191,7 @@ def _prepare(config, args):
 
 
 def _word2vec(config, args):
-    from .pipeline import dataset_stage, corpus_stage, word2vec_stage
+    from .pipeline import corpus_stage, dataset_stage, word2vec_stage
     from .word2vec import load_vectors, most_similar
 
     corpus_stage(config)
@@ -147,9 +207,13 @@ def _word2vec(config, args):
 def _train(config, args):
     from .train import train
 
-    state = train(config, resume=args.resume, finetune=args.finetune)
-    print(f"trained {state.epoch} epochs; best val_loss {state.best_val_loss:.4f} at epoch {state.best_epoch}; "
-          f"model in {config.model_dir}")
+    if args.out:
+        config = config.writing_to(args.out)
+    state = train(config, resume=args.resume, finetune=args.finetune, overwrite=args.overwrite)
+    print(
+        f"trained {state.epoch} epochs; best val_loss {state.best_val_loss:.4f} at epoch {state.best_epoch}; "
+        f"model in {config.model_dir} (write with it: jueju generate --model {config.model_dir} 床前明月光)"
+    )
 
 
 def _evaluate(config, args):
@@ -174,8 +238,8 @@ def _bench(config, args):
 def _study(config, args):
     from pathlib import Path
 
-    from .pipeline import prepare
     from .evaluate import write_results
+    from .pipeline import prepare
     from .study import choose_variants, format_study, run_study
 
     if not args.seconds > 0:
@@ -195,17 +259,17 @@ def _generate(config, args):
 
     if bool(args.first_lines) == bool(args.acrostic):
         raise ValueError("give first lines or --acrostic CHARS (not both)")
-    options = {name: getattr(args, name) for name in ("sampler", "temperature", "top_k", "top_p", "beam_width",
-                                                      "rhyme", "tonal", "rerank", "seed")}
     # what the command line leaves out comes from the user's config, not the model's
-    options = {name: getattr(config.generate, name) if value is None else value for name, value in options.items()}
-    options["no_repeat"], options["no_copy"] = config.generate.no_repeat, config.generate.no_copy
+    settings = {
+        name: getattr(config.generate, name) if getattr(args, name) is None else getattr(args, name)
+        for name in options.NAMES
+    }
+    num = settings.pop("num")
     requests = [(line, len(normalise_first_line(line))) for line in args.first_lines] or [(None, args.form)]
     for first_line, length in requests:
         model_dir = args.model or config.path(config.paths.model_dir) / FORMS[length]
         poet = get_poet(model_dir)
-        print("\n".join(poet.poems(first_line, config.generate.num if args.num is None else args.num,
-                                     acrostic=args.acrostic, **options)))
+        print("\n".join(poet.poems(first_line, num, acrostic=args.acrostic, **settings)))
 
 
 def _serve(config, args):

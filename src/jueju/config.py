@@ -5,6 +5,7 @@ says what type and range each key has; a user's file (--config) and --set overri
 are layered on top, and anything unknown or out of range fails at load with a message
 naming the key and what would be valid.
 """
+
 from __future__ import annotations
 
 import configparser
@@ -14,6 +15,9 @@ import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from . import options
+from .files import write_atomic
 
 # The project root: JUEJU_HOME when set, else the checkout this package lives in (src layout).
 PROJECT_ROOT = Path(os.environ.get("JUEJU_HOME") or Path(__file__).resolve().parents[2])
@@ -111,21 +115,8 @@ class Train:
     tensorboard: bool
 
 
-@dataclass
-class Generate:
-    sampler: str = field(metadata=_choices("greedy", "temperature", "top_k", "top_p", "beam"))
-    temperature: float = field(metadata=_range(0.01, 10.0))
-    top_k: int = field(metadata=_range(1))
-    top_p: float = field(metadata=_range(0.01, 1.0))
-    beam_width: int = field(metadata=_range(1, 64))
-    rhyme: str = field(metadata=_choices("pingshui", "xin", "none"))
-    rhyme_first_line: bool
-    tonal: bool
-    no_copy: bool
-    rerank: int = field(metadata=_range(1, 64))
-    no_repeat: bool
-    num: int = field(metadata=_range(1, 10_000))
-    seed: int | None
+# [generate]: the options of jueju.options' schema, the one place their types and bounds are defined
+Generate = dataclasses.make_dataclass("Generate", options.config_fields())
 
 
 @dataclass
@@ -174,7 +165,14 @@ class Config:
 
     @property
     def model_dir(self) -> Path:
-        return self.path(self.paths.model_dir) / self.form
+        """The model folder: models/<form>, or the folder given to `writing_to` (jueju train --out DIR)."""
+        return getattr(self, "_model_dir", None) or self.path(self.paths.model_dir) / self.form
+
+    def writing_to(self, folder: str | Path) -> Config:
+        """A copy of this config whose model_dir is `folder` (not a config key: it never reaches config.json)."""
+        copy = dataclasses.replace(self)
+        copy._model_dir = Path(folder).resolve()
+        return copy
 
     @property
     def log_dir(self) -> Path:
@@ -184,7 +182,7 @@ class Config:
         return dataclasses.asdict(self)
 
     def save_json(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), ensure_ascii=False, indent=2), "utf-8")
+        write_atomic(path, json.dumps(self.to_dict(), ensure_ascii=False, indent=2))
 
 
 SECTIONS: dict[str, type] = typing.get_type_hints(Config)  # section name -> its dataclass

@@ -7,15 +7,18 @@ rhyme at the rhyme positions, the tones of a standard pattern, no line copied fr
 training corpus, no character twice. Where they cannot all hold (a small vocabulary, a
 rare rhyme group), the later ones give way, so a poem is always written.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Iterable
 
 import numpy as np
 
 from .dataset import UNK_ID
+from .files import atomic_path
+from .prosody import FREE_POSITIONS, TONAL_PATTERNS, allowed_mask, tones
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,8 @@ class Layout:
 
 
 class Constraint:
-    #: False: always holds. True: gives way, for a row at a position, where with the constraints
-    #: before it no id would be left
+    # False: always holds. True: gives way, for a row at a position, where with the constraints
+    # before it no id would be left
     yields = True
 
     def allowed(self, tokens: np.ndarray, position: int) -> np.ndarray | None:
@@ -87,16 +90,13 @@ class Rhyme(Constraint):
 
     @cached_property
     def level(self) -> np.ndarray:
-        from .prosody import allowed_mask
-
         return allowed_mask(self.tokens, tone="平", scheme=self.scheme)
 
     def rhyming(self, char_id: int) -> np.ndarray:
-        from .prosody import allowed_mask
-
         if char_id not in self._rhyming:
-            self._rhyming[char_id] = allowed_mask(self.tokens, rhyme_with=self.tokens[char_id], tone="平",
-                                                  scheme=self.scheme)
+            self._rhyming[char_id] = allowed_mask(
+                self.tokens, rhyme_with=self.tokens[char_id], tone="平", scheme=self.scheme
+            )
         return self._rhyming[char_id]
 
     def allowed(self, tokens, position):
@@ -113,8 +113,6 @@ class Tones(Constraint):
     """Each row follows its own tonal pattern ('平'/'仄' per character, '?' where free)."""
 
     def __init__(self, tokens: list[str], layout: Layout, patterns: list[str], scheme: str = "pingshui"):
-        from .prosody import allowed_mask
-
         self.layout, self.patterns = layout, patterns  # one tonal_template per row
         self.masks = {tone: allowed_mask(tokens, tone=tone, scheme=scheme) for tone in ("平", "仄")}
 
@@ -149,7 +147,7 @@ class LineIndex:
         self.hashes = np.unique(np.asarray(hashes, dtype=np.uint32))
 
     @classmethod
-    def from_lines(cls, lines: Iterable[str], vocab) -> "LineIndex":
+    def from_lines(cls, lines: Iterable[str], vocab) -> LineIndex:
         ids = [vocab.encode(line) for line in lines]
         rows = np.array([row for row in ids if len(row) and UNK_ID not in row], dtype=np.int64)
         return cls(cls.hash(rows) if len(rows) else np.zeros(0, np.uint32))
@@ -167,10 +165,11 @@ class LineIndex:
         return self.hashes[where] == values if len(self.hashes) else np.zeros(values.shape, dtype=bool)
 
     def save(self, path) -> None:
-        np.savez_compressed(path, gaps=np.diff(self.hashes, prepend=np.uint32(0)))
+        with atomic_path(path) as tmp, open(tmp, "xb") as handle:  # a file: numpy adds no .npz to it
+            np.savez_compressed(handle, gaps=np.diff(self.hashes, prepend=np.uint32(0)))
 
     @classmethod
-    def load(cls, path) -> "LineIndex":
+    def load(cls, path) -> LineIndex:
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):  # train_lines.npy (jueju before 2026-12-02): the hashes themselves
             return cls(loaded)
@@ -189,7 +188,7 @@ class NoCopy(Constraint):
     def allowed(self, tokens, position):
         if position not in self.ends:
             return None
-        prefix = LineIndex.hash(tokens[:, position - self.layout.line_length + 1:position])
+        prefix = LineIndex.hash(tokens[:, position - self.layout.line_length + 1 : position])
         whole = (prefix[:, None] * LineIndex.MULTIPLIER + self.candidates) & LineIndex.MASK
         return ~self.index.contains(whole)
 
@@ -219,17 +218,18 @@ def combine(constraints: list[Constraint]):
 
 def tonal_template(lines: tuple[str, ...], line_length: int, lenient: bool = True) -> str:
     """A pattern's 4 lines as one string of 平/仄 per character, '?' where the tone is free (一三五不论)."""
-    from .prosody import FREE_POSITIONS
-
     free = FREE_POSITIONS[line_length] if lenient else ()
     return "".join("?" if column in free else tone for line in lines for column, tone in enumerate(line))
 
 
-def choose_patterns(givens: list[dict[int, str]], layout: Layout, rng: np.random.Generator,
-                    rhyme_first_line: bool = False, scheme: str = "pingshui") -> list[str]:
+def choose_patterns(
+    givens: list[dict[int, str]],
+    layout: Layout,
+    rng: np.random.Generator,
+    rhyme_first_line: bool = False,
+    scheme: str = "pingshui",
+) -> list[str]:
     """A tonal template per poem: one the given first line fits best, else one drawn at random."""
-    from .prosody import TONAL_PATTERNS
-
     n = layout.line_length
     templates = [tonal_template(lines, n) for lines in TONAL_PATTERNS[n].values()]
     if rhyme_first_line:  # line 1 then ends in a level tone, like lines 2 and 4
@@ -246,7 +246,5 @@ def choose_patterns(givens: list[dict[int, str]], layout: Layout, rng: np.random
 
 def _misfits(template: str, given: dict[int, str], line_length: int, scheme: str) -> int:
     """Characters of the given first line whose known tones the template's first line rules out."""
-    from .prosody import tones
-
     wanted = [(template[c], tones(given[c], scheme)) for c in range(line_length)]
     return sum(1 for tone, have in wanted if tone != "?" and have and tone not in have)

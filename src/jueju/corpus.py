@@ -1,16 +1,16 @@
 """Read and clean the classical poetry corpus into 五言/七言 quatrains.
 
-Sources are the ``chinese-poetry`` JSON files (a JSON array of
-``{"author", "title", "paragraphs": [...], "id"}`` objects, traditional
-characters) or the original project's plain ``title:content`` text format.
+Sources are the `chinese-poetry` JSON files (a JSON array of
+`{"author", "title", "paragraphs": [...], "id"}` objects, traditional
+characters) or the original project's plain `title:content` text format.
 
-Cleaning (:func:`clean_poem`) turns one poem's paragraphs into a list of lines,
-each exactly ``line_length`` Han characters followed by ``，`` (odd lines) or
-``。`` (even lines), or returns a short drop-reason key (see :data:`DROP_REASONS`).
-:func:`clean_corpus` applies it to a whole corpus, keeps 4-line poems as
+Cleaning (`clean_poem`) turns one poem's paragraphs into a list of lines,
+each exactly `line_length` Han characters followed by `，` (odd lines) or
+`。` (even lines), or returns a short drop-reason key (see `DROP_REASONS`).
+`clean_corpus` applies it to a whole corpus, keeps 4-line poems as
 quatrains, optionally cuts longer poems into 4-line stanzas, deduplicates, and
-counts everything in a :class:`CorpusStats`. :func:`prepare_corpus` writes
-``poems.txt``, ``stanzas.txt`` and ``stats.json``.
+counts everything in a `CorpusStats`. `prepare_corpus` writes
+`poems.txt`, `stanzas.txt` and `stats.json`.
 """
 
 from __future__ import annotations
@@ -19,11 +19,17 @@ import json
 import os
 import re
 import threading
-import uuid
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
+
+import opencc
+from tqdm import tqdm
+
+from .files import write_atomic
+from .text import HAN_CLASS, HAN_RANGES, LINE_MARKS, marked_lines
 
 __all__ = [
     "DROP_REASONS",
@@ -53,14 +59,8 @@ DUPLICATE = "duplicate"  # a quatrain whose exact text was already kept
 DROP_REASONS = (EMPTY, BRACKETS, PUNCTUATION, NON_HAN, LINE_LENGTH, NOT_FOUR_LINES, DUPLICATE)
 
 # --------------------------------------------------------------------------
-# Character classes and precompiled regexes.
+# Character classes and precompiled regexes (Han characters: jueju.text).
 # --------------------------------------------------------------------------
-#: Han ideographs (a regex character-class body): CJK Unified Ideographs,
-#: Extension A, compatibility ideographs, and U+20000-U+3134F (Extensions B-G
-#: and I, the compatibility supplement) -- the same range as jueju.dataset.HAN.
-HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
-_HAN_CLASS = f"[{HAN}]"
-
 # Bracket pairs whose content is an editorial note (removed, content included).
 _OPEN = "（(【[〔{<《〖〈［｛＜〘〚⦅｟"
 _CLOSE = "）)】]〕}>》〗〉］｝＞〙〛⦆｠"
@@ -96,15 +96,13 @@ _PUNCT_TABLE = str.maketrans(
     }
 )
 
-_LINE_PUNCT = "，。？！；"
 _ODD_END = "，；？！"  # accepted at the end of lines 1, 3, 5, ... -> ，
 _EVEN_END = "。？！；"  # accepted at the end of lines 2, 4, 6, ... -> 。
 # A line-punctuation mark right after another one (or at the very start) is
 # redundant: mostly the "。" left behind by "…依依。（見某書）。" once the note
 # is gone, or a doubled "。。" in the source.
-_PUNCT_RUN = re.compile(f"^[{_LINE_PUNCT}]+|(?<=[{_LINE_PUNCT}])[{_LINE_PUNCT}]+")
-_OTHER_CHAR = re.compile(f"[^{HAN}{_LINE_PUNCT}]")
-_LINE_SPLIT = re.compile(f"([^{_LINE_PUNCT}]*)([{_LINE_PUNCT}])")
+_PUNCT_RUN = re.compile(f"^[{LINE_MARKS}]+|(?<=[{LINE_MARKS}])[{LINE_MARKS}]+")
+_OTHER_CHAR = re.compile(f"[^{HAN_RANGES}{LINE_MARKS}]")
 
 
 class _Patterns:
@@ -113,7 +111,7 @@ class _Patterns:
     __slots__ = ("valid", "pair")
 
     def __init__(self, n: int) -> None:
-        pair = f"({_HAN_CLASS}{{{n}}})[{_ODD_END}]({_HAN_CLASS}{{{n}}})[{_EVEN_END}]"
+        pair = f"({HAN_CLASS}{{{n}}})[{_ODD_END}]({HAN_CLASS}{{{n}}})[{_EVEN_END}]"
         self.pair = re.compile(pair)
         self.valid = re.compile(f"(?:{pair})+")
 
@@ -131,11 +129,11 @@ def _patterns(line_length: int) -> _Patterns:
 
 
 def poem_regex(line_length: int = 5, lines: int = 4) -> re.Pattern[str]:
-    """The strict format of a cleaned poem string: ``lines`` lines of
-    ``line_length`` Han characters, odd lines ending in ，, even lines in 。."""
+    """The strict format of a cleaned poem string: `lines` lines of
+    `line_length` Han characters, odd lines ending in ，, even lines in 。."""
     if lines % 2:
         raise ValueError("lines must be even")
-    pair = f"{_HAN_CLASS}{{{line_length}}}，{_HAN_CLASS}{{{line_length}}}。"
+    pair = f"{HAN_CLASS}{{{line_length}}}，{HAN_CLASS}{{{line_length}}}。"
     return re.compile(f"(?:{pair}){{{lines // 2}}}")
 
 
@@ -147,13 +145,11 @@ _CONVERTER_LOCK = threading.Lock()
 
 
 def to_simplified(text: str) -> str:
-    """Traditional -> simplified Chinese (OpenCC ``t2s``; one converter per process)."""
+    """Traditional -> simplified Chinese (OpenCC `t2s`; one converter per process)."""
     global _CONVERTER
     if _CONVERTER is None:
         with _CONVERTER_LOCK:
             if _CONVERTER is None:
-                import opencc
-
                 _CONVERTER = opencc.OpenCC("t2s")
     return _CONVERTER.convert(text)
 
@@ -196,15 +192,15 @@ def _read_txt(path: Path) -> Iterator[dict]:
 
 
 def read_source(path: str | os.PathLike) -> Iterator[dict]:
-    """Yield poem objects (dicts with at least ``paragraphs``) from ``path``.
+    """Yield poem objects (dicts with at least `paragraphs`) from `path`.
 
-    * a directory: every ``*.json`` below it (recursively), in natural numeric
-      order (``poet.tang.2000.json`` before ``poet.tang.10000.json``);
-    * a ``.json`` file: a JSON array of poem objects;
-    * a ``.txt`` file: one poem per line, ``title:content``; blank lines skipped.
+    * a directory: every `*.json` below it (recursively), in natural numeric
+      order (`poet.tang.2000.json` before `poet.tang.10000.json`);
+    * a `.json` file: a JSON array of poem objects;
+    * a `.txt` file: one poem per line, `title:content`; blank lines skipped.
 
-    Raises FileNotFoundError (at call time) when ``path`` does not exist and
-    ValueError for another kind of file. Only ``json.load`` is ever used.
+    Raises FileNotFoundError (at call time) when `path` does not exist and
+    ValueError for another kind of file. Only `json.load` is ever used.
     """
     p = Path(path)
     if not p.exists():
@@ -221,7 +217,7 @@ def read_source(path: str | os.PathLike) -> Iterator[dict]:
 
 
 def read_sources(paths: Iterable[str | os.PathLike]) -> Iterator[dict]:
-    """:func:`read_source` over several paths, in the order given. Every path is
+    """`read_source` over several paths, in the order given. Every path is
     checked up front, so a missing one raises FileNotFoundError before any reading."""
     readers = [read_source(p) for p in paths]
     return (poem for reader in readers for poem in reader)
@@ -248,9 +244,8 @@ def _diagnose(text: str, line_length: int) -> str:
         return PUNCTUATION
     if _OTHER_CHAR.search(text):
         return NON_HAN
-    parts = _LINE_SPLIT.findall(text)
-    consumed = sum(len(a) + len(b) for a, b in parts)
-    if consumed != len(text) or len(parts) % 2:  # trailing text, or odd line count
+    parts = marked_lines(text)
+    if not parts or not parts[-1][1] or len(parts) % 2:  # trailing text without a mark, or odd line count
         return PUNCTUATION
     for i, (_, end) in enumerate(parts):
         if end not in (_ODD_END if i % 2 == 0 else _EVEN_END):
@@ -291,22 +286,17 @@ def _clean_text(paragraphs: Any, line_length: int, simplify: bool) -> str:
     return pats.pair.sub(r"\1，\2。", text)
 
 
-def _split_lines(text: str, line_length: int) -> list[str]:
-    step = line_length + 1
-    return [text[i : i + step] for i in range(0, len(text), step)]
-
-
 def clean_poem(paragraphs: list[str], line_length: int = 5, simplify: bool = True) -> list[str] | str:
     """Clean one poem.
 
-    Returns the list of cleaned lines -- each exactly ``line_length`` Han
-    characters followed by ``，`` (lines 1, 3, ...) or ``。`` (lines 2, 4, ...)
-    -- or a drop-reason key from :data:`DROP_REASONS` (a ``str``).
+    Returns the list of cleaned lines -- each exactly `line_length` Han
+    characters followed by `，` (lines 1, 3, ...) or `。` (lines 2, 4, ...)
+    -- or a drop-reason key from `DROP_REASONS` (a `str`).
     """
     text = _clean_text(paragraphs, line_length, simplify)
     if text in DROP_REASONS:
         return text
-    return _split_lines(text, line_length)
+    return [line + mark for line, mark in marked_lines(text)]
 
 
 def cut_quatrains(lines: list[str]) -> list[str]:
@@ -318,11 +308,11 @@ def cut_quatrains(lines: list[str]) -> list[str]:
 class CorpusStats:
     """What clean_corpus did.
 
-    Accounting: ``poems_read == quatrains + poems_cut + sum(dropped.values())``
+    Accounting: `poems_read == quatrains + poems_cut + sum(dropped.values())`
     (every poem read is kept as a quatrain, cut into stanzas, or dropped for
-    exactly one reason). Stanza-level losses are in ``stanza_dropped``:
-    ``duplicate`` (an earlier stanza had the same text), ``equals_quatrain``
-    (the same text is a kept quatrain) and ``leftover_lines`` (lines past the
+    exactly one reason). Stanza-level losses are in `stanza_dropped`:
+    `duplicate` (an earlier stanza had the same text), `equals_quatrain`
+    (the same text is a kept quatrain) and `leftover_lines` (lines past the
     last full stanza, e.g. 2 for a 6-line poem).
     """
 
@@ -352,10 +342,6 @@ class CorpusStats:
 def _progress(poems: Iterable[dict], enabled: bool) -> Iterable[dict]:
     if not enabled:
         return poems
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        return poems
     total = len(poems) if hasattr(poems, "__len__") else None
     return tqdm(poems, total=total, unit="poem", desc="cleaning", mininterval=0.5)
 
@@ -369,8 +355,8 @@ def clean_corpus(
 ) -> tuple[list[str], list[str], CorpusStats]:
     """Clean a corpus of poem objects.
 
-    Returns ``(quatrains, stanzas, stats)``. ``quatrains``: cleaned poems of
-    exactly 4 lines. ``stanzas`` (only when ``stanzas=True``): 4-line stanzas
+    Returns `(quatrains, stanzas, stats)`. `quatrains`: cleaned poems of
+    exactly 4 lines. `stanzas` (only when `stanzas=True`): 4-line stanzas
     cut from longer valid poems (8, 12, ... lines; a 6- or 10-line poem loses
     its last 2 lines). Both are deduplicated on exact text, keeping the order of
     first appearance; a stanza equal to a kept quatrain is dropped.
@@ -438,24 +424,6 @@ def clean_corpus(
 # --------------------------------------------------------------------------
 # Writing.
 # --------------------------------------------------------------------------
-def _write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` (UTF-8, \\n line ends) to a temp file beside ``path``, then os.replace it."""
-    # open(..., "x") rather than mkstemp: the file gets the usual umask-based mode, not 0600
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "x", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
 def _lines_text(items: list[str]) -> str:
     return "".join(s + "\n" for s in items)
 
@@ -477,11 +445,11 @@ def prepare_corpus(
     simplify: bool = True,
     progress: bool = True,
 ) -> CorpusStats:
-    """Clean ``source`` and write ``out_dir``/``poems.txt`` (the quatrains, one
-    per line), ``stanzas.txt`` (always; empty unless ``stanzas``) and
-    ``stats.json``, each atomically (temp file + os.replace). Returns the stats.
+    """Clean `source` and write `out_dir`/`poems.txt` (the quatrains, one
+    per line), `stanzas.txt` (always; empty unless `stanzas`) and
+    `stats.json`, each atomically (temp file + os.replace). Returns the stats.
 
-    ``source`` is a path for :func:`read_source`, a list/tuple of such paths
+    `source` is a path for `read_source`, a list/tuple of such paths
     (read in order), or an iterable of poem objects.
     """
     poems, paths = _open_source(source)
@@ -490,10 +458,10 @@ def prepare_corpus(
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _write_atomic(out / "poems.txt", _lines_text(quatrains))
-    _write_atomic(out / "stanzas.txt", _lines_text(stanza_list))
+    write_atomic(out / "poems.txt", _lines_text(quatrains))
+    write_atomic(out / "stanzas.txt", _lines_text(stanza_list))
     payload = stats.to_dict()
     if paths is not None:
         payload["source"] = paths
-    _write_atomic(out / "stats.json", json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
+    write_atomic(out / "stats.json", json.dumps(payload, ensure_ascii=False, indent=2) + "\n")
     return stats

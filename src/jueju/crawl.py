@@ -1,6 +1,6 @@
 """Download the chinese-poetry corpus files over HTTP.
 
-This module owns getting the raw poem files of the public ``chinese-poetry``
+This module owns getting the raw poem files of the public `chinese-poetry`
 repository (github.com/chinese-poetry/chinese-poetry, MIT licence) onto local
 disk, and nothing after that: parsing poems and cleaning them belong elsewhere.
 
@@ -11,7 +11,7 @@ atomically. A file on disk under its final name is therefore always a complete,
 valid JSON list, which is what makes a crawl resumable: a second run only
 fetches what is missing or unreadable.
 
-Local layout: ``{out_dir}/{collection}/poet.{collection}.{N}.json``.
+Local layout: `{out_dir}/{collection}/poet.{collection}.{N}.json`.
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
-import tempfile
 import time
 from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -33,11 +31,13 @@ from urllib.parse import quote
 import httpx
 from tqdm import tqdm
 
+from .files import atomic_path
+
 logger = logging.getLogger(__name__)
 
-#: Collection name -> (upstream folder, number of the last file). Files are
-#: numbered in steps of FILE_STEP from 0; both collections live in the
-#: same upstream folder (upstream's naming, not ours).
+# Collection name -> (upstream folder, number of the last file). Files are
+# numbered in steps of FILE_STEP from 0; both collections live in the
+# same upstream folder (upstream's naming, not ours).
 COLLECTIONS: dict[str, tuple[str, int]] = {
     "tang": ("全唐诗", 57000),
     "song": ("全唐诗", 254000),
@@ -45,24 +45,24 @@ COLLECTIONS: dict[str, tuple[str, int]] = {
 DEFAULT_BASE_URL = "https://raw.githubusercontent.com/chinese-poetry/chinese-poetry/master"
 FILE_STEP = 1000
 
-#: Upper bound on a server's Retry-After, so a misbehaving server cannot
-#: park a worker for hours.
+# Upper bound on a server's Retry-After, so a misbehaving server cannot
+# park a worker for hours.
 MAX_RETRY_AFTER = 60.0
-#: Redirects are followed (hosts move files around) but not endlessly.
+# Redirects are followed (hosts move files around) but not endlessly.
 MAX_REDIRECTS = 5
-#: How many failures the one-line summary names before it says "and N more".
+# How many failures the one-line summary names before it says "and N more".
 SUMMARY_MAX_NAMED = 3
-#: Default total time one file may take, all attempts and waits included. A
-#: server that trickles bytes slowly never trips the per-read ``timeout``;
-#: this bounds it. Generous: the largest upstream file is a few megabytes.
+# Default total time one file may take, all attempts and waits included. A
+# server that trickles bytes slowly never trips the per-read `timeout`;
+# this bounds it. Generous: the largest upstream file is a few megabytes.
 DEFAULT_DEADLINE = 900.0
-#: Media types that are an error or login page, never a poem file (upstream
-#: serves its JSON as text/plain or application/json).
+# Media types that are an error or login page, never a poem file (upstream
+# serves its JSON as text/plain or application/json).
 HTML_TYPES = ("text/html", "application/xhtml+xml")
 
 
 def collection_files(collection: str) -> list[str]:
-    """Return the file names of ``collection`` in upstream order.
+    """Return the file names of `collection` in upstream order.
 
     >>> collection_files("tang")[:2]
     ['poet.tang.0.json', 'poet.tang.1000.json']
@@ -94,10 +94,7 @@ class CrawlSummary:
         return not self.failed
 
     def __str__(self) -> str:
-        text = (
-            f"fetched {len(self.fetched)}, skipped {len(self.skipped)} (already complete), "
-            f"failed {len(self.failed)}"
-        )
+        text = f"fetched {len(self.fetched)}, skipped {len(self.skipped)} (already complete), failed {len(self.failed)}"
         if not self.failed:
             return text
         named = list(self.failed.items())[:SUMMARY_MAX_NAMED]
@@ -119,22 +116,22 @@ def crawl(
     deadline: float = DEFAULT_DEADLINE,
     progress: bool = True,
 ) -> CrawlSummary:
-    """Download every file of ``collections`` from ``base_url`` into ``out_dir``.
+    """Download every file of `collections` from `base_url` into `out_dir`.
 
     Files already present and valid are skipped, so an interrupted crawl can
-    simply be run again. ``retries`` is the number of extra attempts after the
+    simply be run again. `retries` is the number of extra attempts after the
     first one for transient failures (timeouts, connection errors, HTTP 5xx
-    and 429, bodies that are not valid JSON); the wait before retry ``k``
-    (0-based) is ``backoff * 2**k`` plus a little jitter, or the server's
+    and 429, bodies that are not valid JSON); the wait before retry `k`
+    (0-based) is `backoff * 2**k` plus a little jitter, or the server's
     numeric Retry-After (at most MAX_RETRY_AFTER seconds). Other failures are
-    not retried. ``deadline`` bounds the total time spent on one file, all
+    not retried. `deadline` bounds the total time spent on one file, all
     attempts and waits included: a server that trickles its body slowly (and
-    so never trips ``timeout``, which is per read) is given up on once it
+    so never trips `timeout`, which is per read) is given up on once it
     passes, and no retry starts or waits past it. Failures never raise: they
     are logged and listed in the returned summary.
 
     Raises ValueError for an unknown collection or a bad argument, before any
-    request is made, and OSError when ``out_dir`` cannot be created.
+    request is made, and OSError when `out_dir` cannot be created.
     """
     _check_arguments(base_url, workers, timeout, retries, backoff, max_bytes, deadline)
     jobs = _plan_jobs(base_url, Path(out_dir), collections)
@@ -144,9 +141,11 @@ def crawl(
 
     policy = _RetryPolicy(retries=retries, backoff=backoff, deadline=deadline)
     outcomes: dict[str, _Outcome] = {}
-    with _make_client(timeout, workers) as client, tqdm(
-        total=len(jobs), desc="chinese-poetry", unit="file", disable=not progress
-    ) as bar, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crawl") as pool:
+    with (
+        _make_client(timeout, workers) as client,
+        tqdm(total=len(jobs), desc="chinese-poetry", unit="file", disable=not progress) as bar,
+        ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crawl") as pool,
+    ):
         futures = {pool.submit(_process, client, job, policy, max_bytes): job for job in jobs}
         try:
             for future in as_completed(futures):
@@ -182,7 +181,12 @@ class _Outcome:
 
 
 def _check_arguments(
-    base_url: str, workers: int, timeout: float, retries: int, backoff: float, max_bytes: int,
+    base_url: str,
+    workers: int,
+    timeout: float,
+    retries: int,
+    backoff: float,
+    max_bytes: int,
     deadline: float,
 ) -> None:
     if not base_url.startswith(("http://", "https://")):
@@ -234,7 +238,7 @@ def _summarise(jobs: list[_Job], outcomes: dict[str, _Outcome]) -> CrawlSummary:
 
 
 class _TransientError(Exception):
-    """A failure worth retrying; ``retry_after`` is the server's wish, if any."""
+    """A failure worth retrying; `retry_after` is the server's wish, if any."""
 
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
@@ -253,7 +257,7 @@ class _Deadline:
     at: float
 
     @classmethod
-    def start(cls, seconds: float) -> "_Deadline":
+    def start(cls, seconds: float) -> _Deadline:
         return cls(seconds, time.monotonic() + seconds)
 
     def remaining(self) -> float:
@@ -321,9 +325,7 @@ def _is_complete(path: Path) -> bool:
     return True
 
 
-def _download_with_retries(
-    client: httpx.Client, job: _Job, policy: _RetryPolicy, max_bytes: int
-) -> None:
+def _download_with_retries(client: httpx.Client, job: _Job, policy: _RetryPolicy, max_bytes: int) -> None:
     deadline = _Deadline.start(policy.deadline)
     for attempt in range(policy.retries + 1):
         try:
@@ -346,24 +348,14 @@ def _download_with_retries(
 
 def _download_once(client: httpx.Client, job: _Job, max_bytes: int, deadline: _Deadline) -> None:
     """Fetch one file into a temporary sibling and move it into place only once valid."""
-    # Same directory as the destination so os.replace is an atomic rename;
-    # the leading dot and ".part-" mark it as ours and not yet a poem file.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{job.name}.part-", dir=job.dest.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out:
+    # a hidden .<name>.<pid>.<random>.tmp beside the destination, fsynced and renamed (jueju.files)
+    with atomic_path(job.dest) as tmp:
+        with open(tmp, "xb") as out:
             _stream_body(client, job.url, out, max_bytes, deadline)
-            out.flush()
-            os.fsync(out.fileno())  # the rename must not land before the data
         _validate(tmp)
-        os.replace(tmp, job.dest)
-    finally:
-        tmp.unlink(missing_ok=True)  # a no-op after a successful replace
 
 
-def _stream_body(
-    client: httpx.Client, url: str, out: BinaryIO, max_bytes: int, deadline: _Deadline
-) -> None:
+def _stream_body(client: httpx.Client, url: str, out: BinaryIO, max_bytes: int, deadline: _Deadline) -> None:
     # No single wait may outlast the file's deadline either.
     timeout = client.timeout
     if deadline.remaining() < (timeout.read or math.inf):
@@ -432,7 +424,7 @@ def _copy_capped(response: httpx.Response, out: BinaryIO, max_bytes: int, deadli
 
 
 def _validate(path: Path) -> None:
-    """Check that ``path`` holds a JSON list of objects, the shape of every upstream file."""
+    """Check that `path` holds a JSON list of objects, the shape of every upstream file."""
     try:
         data = json.loads(path.read_bytes())
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
@@ -446,7 +438,8 @@ def _validate(path: Path) -> None:
 
 def _remove_stale_temp_files(directory: Path) -> None:
     """Delete temporary files left by a crawl that was killed before it could clean up."""
-    for stale in directory.glob(".poet.*.json.part-*"):
+    # .<name>.<pid>.<random>.tmp (jueju.files), and .<name>.part-<random> from crawls before it
+    for stale in [*directory.glob(".poet.*.json.*.tmp"), *directory.glob(".poet.*.json.part-*")]:
         try:
             stale.unlink()
             logger.info("removed stale partial download %s", stale)

@@ -9,24 +9,23 @@ Two layouts of samples (dataset.context):
             one pass over the poem trains all its positions).
 Everything here is integer NumPy, never one-hot or word-vector arrays on the host.
 """
+
 from __future__ import annotations
 
 import json
-import os
-import re
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
-from .corpus import HAN as HAN_RANGES
+from .files import atomic_path, write_atomic
+from .text import HAN
 
 PAD, UNK = "<pad>", "<unk>"
 RESERVED = (PAD, UNK)
 PAD_ID, UNK_ID = 0, 1
-HAN = re.compile(f"[{HAN_RANGES}]")
 
 
 class Vocab:
@@ -45,7 +44,7 @@ class Vocab:
         self._by_code[list(chars)] = list(chars.values())
 
     @classmethod
-    def build(cls, texts: Iterable[str], size: int) -> "Vocab":
+    def build(cls, texts: Iterable[str], size: int) -> Vocab:
         """The `size - 2` most frequent characters (ties by code point, so builds are reproducible)."""
         counts = Counter(char for text in texts for char in text)
         ranked = sorted(counts, key=lambda char: (-counts[char], char))
@@ -71,15 +70,16 @@ class Vocab:
         return np.array([i for i, token in enumerate(self.tokens) if HAN.fullmatch(token)], dtype=np.int32)
 
     def save(self, path: str | Path) -> None:
-        write_text_atomic(path, json.dumps({"tokens": self.tokens}, ensure_ascii=False))
+        write_atomic(path, json.dumps({"tokens": self.tokens}, ensure_ascii=False))
 
     @classmethod
-    def load(cls, path: str | Path) -> "Vocab":
+    def load(cls, path: str | Path) -> Vocab:
         return cls(json.loads(Path(path).read_text("utf-8"))["tokens"])
 
 
-def split_poems(quatrains: Sequence[str], stanzas: Sequence[str], valid_fraction: float,
-                test_fraction: float, seed: int) -> dict[str, list[str]]:
+def split_poems(
+    quatrains: Sequence[str], stanzas: Sequence[str], valid_fraction: float, test_fraction: float, seed: int
+) -> dict[str, list[str]]:
     """Valid and test hold only real quatrains; train the rest plus the stanza cuts.
 
     Split by poem with a fixed seed, and no poem text in two splits.
@@ -88,8 +88,8 @@ def split_poems(quatrains: Sequence[str], stanzas: Sequence[str], valid_fraction
     order = np.random.default_rng(seed).permutation(len(unique))
     n_test, n_valid = round(len(unique) * test_fraction), round(len(unique) * valid_fraction)
     test = [unique[i] for i in order[:n_test]]
-    valid = [unique[i] for i in order[n_test:n_test + n_valid]]
-    train = [unique[i] for i in order[n_test + n_valid:]]
+    valid = [unique[i] for i in order[n_test : n_test + n_valid]]
+    train = [unique[i] for i in order[n_test + n_valid :]]
     seen = set(unique)  # a stanza equal to any quatrain would leak into (or repeat) a split
     train += [poem for poem in dict.fromkeys(stanzas) if poem not in seen]
     return {"train": train, "valid": valid, "test": test}
@@ -152,20 +152,28 @@ class Windows:
     y: np.ndarray  # int32 ids it must predict: one per window, or one per position of a sequence
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(f".{path.stem}.tmp.npz")
-        np.savez(tmp, x=self.x, y=self.y)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp, open(tmp, "xb") as handle:  # a file: np.savez adds no .npz to it
+            np.savez(handle, x=self.x, y=self.y)
 
     @classmethod
-    def load(cls, path: str | Path) -> "Windows":
+    def load(cls, path: str | Path) -> Windows:
         with np.load(path, allow_pickle=False) as data:
             return cls(data["x"], data["y"])
 
 
-def build_dataset(quatrains: Sequence[str], stanzas: Sequence[str], out_dir: str | Path, *, vocab_size: int,
-                  window: int, pad_start: bool, valid_fraction: float, test_fraction: float, seed: int,
-                  context: str = "window") -> dict:
+def build_dataset(
+    quatrains: Sequence[str],
+    stanzas: Sequence[str],
+    out_dir: str | Path,
+    *,
+    vocab_size: int,
+    window: int,
+    pad_start: bool,
+    valid_fraction: float,
+    test_fraction: float,
+    seed: int,
+    context: str = "window",
+) -> dict:
     """Split, build the vocabulary from the training split and write every artefact the trainer reads.
 
     Writes vocab.json, {train,valid,test}.txt, {train,valid,test}.npz (samples of `context`)
@@ -178,11 +186,16 @@ def build_dataset(quatrains: Sequence[str], stanzas: Sequence[str], out_dir: str
         raise ValueError("no training poems: the corpus is empty after cleaning (check corpus.line_length)")
     vocab = Vocab.build(splits["train"], vocab_size)
     vocab.save(out_dir / "vocab.json")
-    counts = {"vocab_size": len(vocab), "context": context, "window": window, "pad_start": pad_start,
-              # split_poems puts these first in train: quatrain_samples cuts them out for train.quatrains_only
-              "train_quatrains": len(dict.fromkeys(quatrains)) - len(splits["valid"]) - len(splits["test"])}
+    counts = {
+        "vocab_size": len(vocab),
+        "context": context,
+        "window": window,
+        "pad_start": pad_start,
+        # split_poems puts these first in train: quatrain_samples cuts them out for train.quatrains_only
+        "train_quatrains": len(dict.fromkeys(quatrains)) - len(splits["valid"]) - len(splits["test"]),
+    }
     for name, poems in splits.items():
-        write_text_atomic(out_dir / f"{name}.txt", "".join(poem + "\n" for poem in poems))
+        write_atomic(out_dir / f"{name}.txt", "".join(poem + "\n" for poem in poems))
         encoded = encode_poems(poems, vocab) if poems else np.zeros((0, window + 1), np.int32)
         samples = Windows(*make_samples(encoded, context, window, pad_start))
         samples.save(out_dir / f"{name}.npz")
@@ -191,18 +204,21 @@ def build_dataset(quatrains: Sequence[str], stanzas: Sequence[str], out_dir: str
         if context == "window":
             counts[f"{name}_windows"] = len(samples.y)
         counts[f"{name}_unknown_chars"] = int((encoded == UNK_ID).sum())
-    write_text_atomic(out_dir / "dataset.json", json.dumps(counts, indent=2))
+    write_atomic(out_dir / "dataset.json", json.dumps(counts, indent=2))
     return counts
 
 
 def quatrain_samples(samples: Windows, counts: dict) -> Windows:
     """The training samples of the real quatrains alone, without the stanza cuts (they come first)."""
     if "train_quatrains" not in counts:
-        raise ValueError("dataset.json has no train_quatrains (prepared by an older jueju): "
-                         "run `jueju prepare --force`, or set train.quatrains_only = false")
+        raise ValueError(
+            "dataset.json has no train_quatrains (prepared by an older jueju): "
+            "run `jueju prepare --force`, or set train.quatrains_only = false"
+        )
     if counts["train_quatrains"] == 0:
-        raise ValueError("the training split holds no real quatrains (only stanza cuts): "
-                         "set train.quatrains_only = false")
+        raise ValueError(
+            "the training split holds no real quatrains (only stanza cuts): set train.quatrains_only = false"
+        )
     rows = counts["train_quatrains"] * (len(samples.y) // counts["train_poems"])  # samples per poem: 1 or windows
     return Windows(samples.x[:rows], samples.y[:rows])
 
@@ -210,11 +226,3 @@ def quatrain_samples(samples: Windows, counts: dict) -> Windows:
 def read_poems(path: str | Path) -> list[str]:
     """One poem per line, as written by the corpus and data set stages."""
     return [line for line in Path(path).read_text("utf-8").splitlines() if line]
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    """Write to a temporary name, then rename: a reader never sees half a file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, "utf-8")
-    os.replace(tmp, path)

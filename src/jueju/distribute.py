@@ -16,6 +16,7 @@ model; a distribution the running backend has no engine for is refused with a me
 names both. Mixed precision (`train.mixed_precision`) is a dtype policy set around building
 the model (`precision()`); the softmax layer stays float32.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -23,8 +24,9 @@ import json
 import logging
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import keras
 import numpy as np
@@ -66,7 +68,8 @@ class Plan:
         if batch_size % self.replicas:
             raise DistributionError(
                 f"train.batch_size = {batch_size} does not split evenly over {self.replicas} replicas "
-                f"({self.name} on {self.backend}): use a multiple of {self.replicas}")
+                f"({self.name} on {self.backend}): use a multiple of {self.replicas}"
+            )
 
     def trim(self, *arrays: np.ndarray) -> tuple[np.ndarray, ...]:
         """Drop the last few samples so the last, partial batch also splits evenly (JAX shards exactly;
@@ -96,11 +99,15 @@ def check(name: str, backend_name: str | None = None) -> None:
     needed = ENGINES[name]
     if needed is not None and needed != backend_name:
         other = [key for key, engine in ENGINES.items() if engine == backend_name]
-        hint = f"; with {backend_name} use train.distribution = {' or '.join(other)}" if other else (
-            f"; {backend_name} has no data-parallel engine here: use train.distribution = none")
+        hint = (
+            f"; with {backend_name} use train.distribution = {' or '.join(other)}"
+            if other
+            else (f"; {backend_name} has no data-parallel engine here: use train.distribution = none")
+        )
         raise DistributionError(
             f"train.distribution = {name} needs the {needed} backend (KERAS_BACKEND={needed}), "
-            f"but Keras runs on {backend_name}{hint}")
+            f"but Keras runs on {backend_name}{hint}"
+        )
 
 
 def check_precision(name: str) -> None:
@@ -131,16 +138,23 @@ def scope(name: str = "none") -> Iterator[Plan]:
         return
     if name in ("mirrored", "multi_worker"):
         strategy = _tf_strategy(name)
-        plan = Plan(name, "tensorflow", strategy.num_replicas_in_sync, _tf_devices(strategy), strategy,
-                    _tf_chief(strategy))
+        plan = Plan(
+            name, "tensorflow", strategy.num_replicas_in_sync, _tf_devices(strategy), strategy, _tf_chief(strategy)
+        )
         with strategy.scope():
             yield plan
         return
     distribution = _data_parallel()
     import jax
 
-    plan = Plan(name, "jax", distribution.num_model_replicas, [str(d) for d in jax.local_devices()],
-                distribution, jax.process_index() == 0)
+    plan = Plan(
+        name,
+        "jax",
+        distribution.num_model_replicas,
+        [str(d) for d in jax.local_devices()],
+        distribution,
+        jax.process_index() == 0,
+    )
     with distribution.scope():
         yield plan
 
@@ -244,8 +258,10 @@ def _patch_keras_for_multi_worker() -> None:
     if getattr(tf_trainer, "_jueju_multi_worker", False):
         return
     if multi_worker is None or trainer is None or not hasattr(tf_trainer, "reduce_per_replica"):
-        log.warning("this Keras version's TensorFlow trainer is not the one jueju knows: multi_worker "
-                    "training may fail (see keras-team/keras#20585)")
+        log.warning(
+            "this Keras version's TensorFlow trainer is not the one jueju knows: multi_worker "
+            "training may fail (see keras-team/keras#20585)"
+        )
         return
     keras_build, keras_reduce = trainer._maybe_symbolic_build, tf_trainer.reduce_per_replica
 
@@ -255,8 +271,11 @@ def _patch_keras_for_multi_worker() -> None:
             return keras_build(self, iterator=iterator, data_batch=data_batch)
         for _, _, batches in iterator:  # only shapes matter: this worker's first replica's batch
             data_batch = tree.map_structure(
-                lambda v: strategy.experimental_local_results(v)[0]
-                if isinstance(v, tf.distribute.DistributedValues) else v, next(batches))
+                lambda v: (
+                    strategy.experimental_local_results(v)[0] if isinstance(v, tf.distribute.DistributedValues) else v
+                ),
+                next(batches),
+            )
             break
         with strategy.scope():
             self._symbolic_build(data_batch=data_batch)

@@ -19,30 +19,34 @@ reference row): format compliance, rhyme rate (pingshui, xin), tonal compliance,
 distinct-1/2, the share of lines copied verbatim from the training corpus, and BLEU-2
 against the real poem.
 """
+
 from __future__ import annotations
 
 import json
 import math
 import re
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from .dataset import HAN, PAD_ID, UNK_ID, Vocab, make_sequences, make_windows, read_poems, write_text_atomic
+from . import prosody
+from .corpus import poem_regex
+from .dataset import PAD_ID, UNK_ID, Vocab, make_sequences, make_windows, read_poems
+from .files import write_atomic
+from .sampling import ConstraintError
+from .text import is_han, split_lines
 
 DISCOUNT = 0.75
 SCHEMES = ("pingshui", "xin")
 PREDICT_BATCH = 1024  # windows per model.predict call when scoring
 GENERATE_BATCH = 256  # poems decoded together (one model step for all of them)
-LINE_SPLIT = re.compile("[，。？！；]")
-HAN_CLASS = HAN.pattern  # "[...]": one Han character
 
-#: Named generation settings (Poet.poems keyword arguments); options not named come from
-#: the model's [generate] config (sampler, temperature, no_repeat, ...). Rhyme, tones and
-#: no_copy are spelled out so that "sample" really is unconstrained sampling whatever the
-#: config says, and no_copy is off so that the copy rate measures the model, not the filter.
+# Named generation settings (Poet.poems keyword arguments); options not named come from
+# the model's [generate] config (sampler, temperature, no_repeat, ...). Rhyme, tones and
+# no_copy are spelled out so that "sample" really is unconstrained sampling whatever the
+# config says, and no_copy is off so that the copy rate measures the model, not the filter.
 DEFAULT_MODES: dict[str, dict] = {
     "sample": {"rhyme": "none", "tonal": False, "no_copy": False},
     "rhyme": {"rhyme": "pingshui", "tonal": False, "no_copy": False},
@@ -163,19 +167,19 @@ def scored_targets(vocab: Vocab, poems: Sequence[str]) -> tuple[np.ndarray, np.n
         raise ValueError(f"the poems must all have the same length, got lengths {sorted(lengths)}")
     ids = vocab.encode("".join(poems)).reshape(len(poems), -1)
     chars = np.array([list(poem) for poem in poems])
-    is_han = np.vectorize(lambda char: HAN.fullmatch(char) is not None, otypes=[bool])(chars)
+    han = np.vectorize(is_han, otypes=[bool])(chars)
     first_line = _first_line_length(poems[0])
     later = np.arange(ids.shape[1]) > first_line  # positions of lines 2-4
     han_ids = np.zeros(len(vocab), dtype=bool)
     han_ids[vocab.han_ids()] = True
-    mask = later & is_han & han_ids[ids]
-    unknown = int((later & is_han & (ids == UNK_ID)).sum())
+    mask = later & han & han_ids[ids]
+    unknown = int((later & han & (ids == UNK_ID)).sum())
     return ids, mask, unknown
 
 
 def _first_line_length(poem: str) -> int:
     for position, char in enumerate(poem):
-        if not HAN.fullmatch(char):
+        if not is_han(char):
             return position
     raise ValueError(f"no punctuation after the first line in {poem!r}")
 
@@ -186,8 +190,9 @@ def _perplexity(log_probs: np.ndarray) -> float:
     return float(math.exp(-float(np.mean(log_probs))))
 
 
-def lstm_log_probs(model, vocab: Vocab, poems: list[str], window: int | None, pad_start: bool,
-                   batch_size: int = PREDICT_BATCH) -> np.ndarray:
+def lstm_log_probs(
+    model, vocab: Vocab, poems: list[str], window: int | None, pad_start: bool, batch_size: int = PREDICT_BATCH
+) -> np.ndarray:
     """Log P(target) of every scored target (see `scored_targets`), renormalised over the Han tokens.
 
     Each target is scored by the window model directly from the `window` ids before it,
@@ -272,22 +277,17 @@ def trigram_perplexity(kn: TrigramKN, vocab: Vocab, poems: list[str]) -> float:
 
 
 def form_pattern(line_length: int) -> re.Pattern:
-    """The strict form: four lines of `line_length` Han characters ending in ，。，。"""
-    line = f"{HAN_CLASS}{{{line_length}}}"
-    return re.compile(f"{line}，{line}。{line}，{line}。")
-
-
-def poem_lines(poem: str) -> list[str]:
-    return [line for line in LINE_SPLIT.split(poem) if line]
+    """The strict form: four lines of `line_length` Han characters ending in ，。，。 (corpus.poem_regex)."""
+    return poem_regex(line_length, lines=4)
 
 
 def _later_lines(poem: str) -> list[str]:
-    return poem_lines(poem)[1:4]
+    return split_lines(poem)[1:4]
 
 
 def distinct(poems: Sequence[str], n: int) -> float | None:
     """Distinct n-grams / all n-grams, over the characters of lines 2-4 (n-grams within a line)."""
-    grams = [line[i:i + n] for poem in poems for line in _later_lines(poem) for i in range(len(line) - n + 1)]
+    grams = [line[i : i + n] for poem in poems for line in _later_lines(poem) for i in range(len(line) - n + 1)]
     return len(set(grams)) / len(grams) if grams else None
 
 
@@ -317,19 +317,16 @@ def bleu2(poems: Sequence[str], references: Sequence[str]) -> float | None:
 
 
 def _ngrams(poem: str, n: int) -> Counter:
-    return Counter(line[i:i + n] for line in _later_lines(poem) for i in range(len(line) - n + 1))
+    return Counter(line[i : i + n] for line in _later_lines(poem) for i in range(len(line) - n + 1))
 
 
-def generation_metrics(poems: list[str], references: list[str] | None, train_lines: set[str],
-                       line_length: int) -> dict:
+def generation_metrics(poems: list[str], references: list[str] | None, train_lines: set[str], line_length: int) -> dict:
     """Metrics of a set of poems; `references` (the real poems, same order) for BLEU-2, or None.
 
     Rhyme (lines 2 and 4, per scheme) and tonal compliance (any standard pattern, lenient)
     are judged only on well-formed poems whose characters the prosody tables know; each
     rate is over the poems judged, and `*_judged` says how many that was.
     """
-    from . import prosody
-
     pattern = form_pattern(line_length)
     formed = [poem for poem in poems if pattern.fullmatch(poem)]
     metrics: dict = {"poems": len(poems), "format": len(formed) / len(poems) if poems else None}
@@ -356,18 +353,17 @@ def _rate(verdicts: list) -> tuple[float | None, int]:
 # Generation from many first lines
 
 
-def generate_batch(poet, first_lines: Sequence[str], options: dict, seed: int,
-                   batch: int = GENERATE_BATCH) -> list[str | None]:
+def generate_batch(
+    poet, first_lines: Sequence[str], options: dict, seed: int, batch: int = GENERATE_BATCH
+) -> list[str | None]:
     """One poem per first line through `Poet.batch`, `batch` lines decoded together.
 
     A chunk the constraints cannot finish is redone line by line; a line that still
     cannot be continued gives None (counted as `failed`).
     """
-    from .sampling import ConstraintError
-
     poems: list[str | None] = []
     for number, start in enumerate(range(0, len(first_lines), batch)):
-        chunk = list(first_lines[start:start + batch])
+        chunk = list(first_lines[start : start + batch])
         try:
             poems += poet.batch(chunk, seed=seed + number, **options)
         except ConstraintError:
@@ -383,8 +379,9 @@ def generate_batch(poet, first_lines: Sequence[str], options: dict, seed: int,
 # The whole evaluation
 
 
-def run_evaluation(model_dir, data_dir, modes: dict[str, dict] | None = None, limit: int | None = None,
-                   seed: int = 0) -> dict:
+def run_evaluation(
+    model_dir, data_dir, modes: dict[str, dict] | None = None, limit: int | None = None, seed: int = 0
+) -> dict:
     """Evaluate the model in `model_dir` on `data_dir`/test.txt (the training split: train.txt).
 
     modes: {name: Poet.poems options} (default DEFAULT_MODES); limit: only the first N test
@@ -392,7 +389,7 @@ def run_evaluation(model_dir, data_dir, modes: dict[str, dict] | None = None, li
     Returns {"perplexity": {...}, "generation": {mode: metrics, ..., "real": metrics},
     "test_poems": n, ...}, all JSON-able.
     """
-    from .generate import Poet
+    from .generate import Poet  # here, not at the top: the rest of this module runs without Keras
 
     model_dir, data_dir = Path(model_dir), Path(data_dir)
     modes = DEFAULT_MODES if modes is None else modes
@@ -411,19 +408,23 @@ def run_evaluation(model_dir, data_dir, modes: dict[str, dict] | None = None, li
         raise ValueError(f"the test split {data_dir / 'test.txt'} is empty: raise dataset.test_fraction")
     pattern = form_pattern(line_length)
     if not all(pattern.fullmatch(poem) for poem in test):
-        raise ValueError(f"the test poems in {data_dir} are not all {line_length}-character quatrains: "
-                         "is this the data set of another form?")
+        raise ValueError(
+            f"the test poems in {data_dir} are not all {line_length}-character quatrains: "
+            "is this the data set of another form?"
+        )
 
     _, mask, unknown = scored_targets(vocab, test)
     kn = trigram_kn(train, vocab)
     perplexity = {
         "lstm": lstm_perplexity(poet.model, vocab, test, poet.window, config.dataset.pad_start),
         "trigram_kn": trigram_perplexity(kn, vocab, test),
-        "targets": int(mask.sum()), "oov_targets": unknown, "han_tokens": int(len(vocab.han_ids())),
+        "targets": int(mask.sum()),
+        "oov_targets": unknown,
+        "han_tokens": int(len(vocab.han_ids())),
     }
 
-    train_lines = {line for poem in train for line in poem_lines(poem)}
-    first_lines = [poem_lines(poem)[0] for poem in test]
+    train_lines = {line for poem in train for line in split_lines(poem)}
+    first_lines = [split_lines(poem)[0] for poem in test]
     generation, samples = {}, {}
     for name, options in modes.items():
         if "seed" in options:
@@ -434,23 +435,42 @@ def run_evaluation(model_dir, data_dir, modes: dict[str, dict] | None = None, li
         metrics["failed"] = len(poems) - len(kept)
         generation[name], samples[name] = metrics, [p for p, _ in kept[:3]]
     generation["real"] = generation_metrics(test, None, train_lines, line_length)
-    return {"perplexity": perplexity, "generation": generation, "test_poems": len(test),
-            "modes": {name: dict(options) for name, options in modes.items()}, "seed": seed,
-            "model_dir": str(model_dir), "data_dir": str(data_dir), "samples": samples}
+    return {
+        "perplexity": perplexity,
+        "generation": generation,
+        "test_poems": len(test),
+        "modes": {name: dict(options) for name, options in modes.items()},
+        "seed": seed,
+        "model_dir": str(model_dir),
+        "data_dir": str(data_dir),
+        "samples": samples,
+    }
 
 
-COLUMNS = [("format", "format"), ("rhyme_pingshui", "rhyme ps"), ("rhyme_xin", "rhyme xin"), ("tonal", "tonal"),
-           ("tonal_234", "tonal 2-4"),
-           ("distinct_1", "dist-1"), ("distinct_2", "dist-2"), ("copy_rate", "copy"), ("bleu_2", "BLEU-2")]
+COLUMNS = [
+    ("format", "format"),
+    ("rhyme_pingshui", "rhyme ps"),
+    ("rhyme_xin", "rhyme xin"),
+    ("tonal", "tonal"),
+    ("tonal_234", "tonal 2-4"),
+    ("distinct_1", "dist-1"),
+    ("distinct_2", "dist-2"),
+    ("copy_rate", "copy"),
+    ("bleu_2", "BLEU-2"),
+]
 
 
 def format_table(results: dict) -> str:
     """A plain-text table (modes as rows, metrics as columns) and the perplexity lines."""
     ppl = results["perplexity"]
-    lines = [f"test poems: {results['test_poems']}",
-             f"perplexity per Han character of lines 2-4 given line 1 ({ppl['targets']} characters, "
-             f"{ppl['oov_targets']} unknown left out; renormalised over {ppl['han_tokens']} Han tokens):",
-             f"  LSTM        {ppl['lstm']:10.2f}", f"  trigram KN  {ppl['trigram_kn']:10.2f}", ""]
+    lines = [
+        f"test poems: {results['test_poems']}",
+        f"perplexity per Han character of lines 2-4 given line 1 ({ppl['targets']} characters, "
+        f"{ppl['oov_targets']} unknown left out; renormalised over {ppl['han_tokens']} Han tokens):",
+        f"  LSTM        {ppl['lstm']:10.2f}",
+        f"  trigram KN  {ppl['trigram_kn']:10.2f}",
+        "",
+    ]
     rows = [["mode", *(title for _, title in COLUMNS)]]
     for mode, metrics in results["generation"].items():
         rows.append([mode, *(_cell(metrics, key) for key, _ in COLUMNS)])
@@ -460,8 +480,10 @@ def format_table(results: dict) -> str:
         lines.append("  ".join(cells))
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
-    lines.append("rhyme: lines 2 and 4, over the poems judged (n); tonal: any standard pattern, lenient; "
-                 "copy: lines 2-4 found in the training corpus")
+    lines.append(
+        "rhyme: lines 2 and 4, over the poems judged (n); tonal: any standard pattern, lenient; "
+        "copy: lines 2-4 found in the training corpus"
+    )
     return "\n".join(lines)
 
 
@@ -476,4 +498,4 @@ def write_results(results: dict, path) -> None:
     """The results as JSON (UTF-8, characters as written), atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(path, json.dumps(results, ensure_ascii=False, indent=2) + "\n")
+    write_atomic(path, json.dumps(results, ensure_ascii=False, indent=2) + "\n")

@@ -10,6 +10,7 @@ From the shell:
 
     python -m jueju.loadtest --model models/wuyan --requests 256
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,13 +29,33 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-FIRST_LINES = ("床前明月光", "白日依山尽", "春眠不觉晓", "千山鸟飞绝", "红豆生南国", "空山不见人", "独坐幽篁里",
-               "移舟泊烟渚", "向晚意不适", "君自故乡来", "人闲桂花落", "日暮苍山远")
+FIRST_LINES = (
+    "床前明月光",
+    "白日依山尽",
+    "春眠不觉晓",
+    "千山鸟飞绝",
+    "红豆生南国",
+    "空山不见人",
+    "独坐幽篁里",
+    "移舟泊烟渚",
+    "向晚意不适",
+    "君自故乡来",
+    "人闲桂花落",
+    "日暮苍山远",
+)
 
 
-def run_load(base_url: str, clients: int, requests: int, batching: bool | None = None, *, num: int = 1,
-             options: dict | None = None, first_lines: Sequence[str] = FIRST_LINES,
-             timeout: float = 120.0) -> dict:
+def run_load(
+    base_url: str,
+    clients: int,
+    requests: int,
+    batching: bool | None = None,
+    *,
+    num: int = 1,
+    options: dict | None = None,
+    first_lines: Sequence[str] = FIRST_LINES,
+    timeout: float = 120.0,
+) -> dict:
     """`requests` POST /api/poems spread over `clients` concurrent connections, unseeded so they can batch.
 
     Returns poems_per_s (poems answered / wall time), p50_ms and p99_ms (latency of answered
@@ -44,8 +65,9 @@ def run_load(base_url: str, clients: int, requests: int, batching: bool | None =
     """
     if clients < 1 or requests < 1:
         raise ValueError(f"clients and requests must be at least 1, got {clients} and {requests}")
-    return asyncio.run(_run(base_url.rstrip("/"), clients, requests, batching, num, dict(options or {}),
-                            list(first_lines), timeout))
+    return asyncio.run(
+        _run(base_url.rstrip("/"), clients, requests, batching, num, dict(options or {}), list(first_lines), timeout)
+    )
 
 
 async def _run(base_url, clients, requests, batching, num, options, first_lines, timeout) -> dict:
@@ -53,9 +75,11 @@ async def _run(base_url, clients, requests, batching, num, options, first_lines,
         health = (await client.get("/api/health")).raise_for_status().json()
         server_batches = health["max_batch"] > 1
         if batching is not None and batching != server_batches:
-            raise ValueError(f"asked for a run with batching={batching}, but the server has max_batch = "
-                             f"{health['max_batch']}: start it with serve.max_batch "
-                             f"{'> 1' if batching else '= 1'}")
+            raise ValueError(
+                f"asked for a run with batching={batching}, but the server has max_batch = "
+                f"{health['max_batch']}: start it with serve.max_batch "
+                f"{'> 1' if batching else '= 1'}"
+            )
         latencies: list[float] = []
         errors: Counter[str] = Counter()
         poems = 0
@@ -87,20 +111,38 @@ async def _run(base_url, clients, requests, batching, num, options, first_lines,
         finally:
             await asyncio.gather(*(connection.aclose() for connection in connections))
     p50, p99 = (np.percentile(latencies, [50, 99]) * 1000).tolist() if latencies else (math.nan, math.nan)
-    return {"poems_per_s": poems / seconds, "p50_ms": p50, "p99_ms": p99, "clients": clients,
-            "requests": requests, "ok": len(latencies), "errors": dict(errors), "seconds": seconds,
-            "batching": server_batches, "max_batch": health["max_batch"]}
+    return {
+        "poems_per_s": poems / seconds,
+        "p50_ms": p50,
+        "p99_ms": p99,
+        "clients": clients,
+        "requests": requests,
+        "ok": len(latencies),
+        "errors": dict(errors),
+        "seconds": seconds,
+        "batching": server_batches,
+        "max_batch": health["max_batch"],
+    }
 
 
-def benchmark(model_dirs: Sequence[str | Path], clients: Sequence[int] = (1, 8, 64), requests: int = 256,
-              max_batch: int = 64, max_wait_ms: float = 5, options: dict | None = None,
-              warmup: int = 16) -> list[dict]:
+def benchmark(
+    model_dirs: Sequence[str | Path],
+    clients: Sequence[int] = (1, 8, 64),
+    requests: int = 256,
+    max_batch: int = 64,
+    max_wait_ms: float = 5,
+    options: dict | None = None,
+    warmup: int = 16,
+) -> list[dict]:
     """`jueju serve` the models in a process of its own, with batching and then without (max_batch = 1),
     and make one run_load per client count against each."""
     rows = []
     for batching in (True, False):
-        settings = {"serve.max_batch": max_batch if batching else 1, "serve.max_wait_ms": max_wait_ms,
-                    "serve.queue_size": max(256, 2 * max(clients))}
+        settings = {
+            "serve.max_batch": max_batch if batching else 1,
+            "serve.max_wait_ms": max_wait_ms,
+            "serve.queue_size": max(256, 2 * max(clients)),
+        }
         with serve_process(model_dirs, settings) as url:
             run_load(url, min(8, warmup), warmup, options=options)  # first steps compile: keep them out
             for count in clients:
@@ -148,9 +190,11 @@ def serve_process(model_dirs: Sequence[str | Path], settings: dict, start_timeou
 def format_rows(rows: list[dict]) -> str:
     lines = [f"{'batching':>8} {'clients':>7} {'requests':>8} {'poems/s':>9} {'p50 ms':>9} {'p99 ms':>9} errors"]
     for row in rows:
-        lines.append(f"{'on' if row['batching'] else 'off':>8} {row['clients']:>7} {row['requests']:>8} "
-                     f"{row['poems_per_s']:>9.1f} {row['p50_ms']:>9.1f} {row['p99_ms']:>9.1f} "
-                     f"{row['errors'] or '-'}")
+        lines.append(
+            f"{'on' if row['batching'] else 'off':>8} {row['clients']:>7} {row['requests']:>8} "
+            f"{row['poems_per_s']:>9.1f} {row['p50_ms']:>9.1f} {row['p99_ms']:>9.1f} "
+            f"{row['errors'] or '-'}"
+        )
     return "\n".join(lines)
 
 
@@ -161,11 +205,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=256, help="requests per run (default 256)")
     parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--max-wait-ms", type=float, default=5)
-    parser.add_argument("--options", type=json.loads, default=None, metavar="JSON",
-                        help='request options for every request, e.g. \'{"rhyme": "none"}\'')
+    parser.add_argument(
+        "--options",
+        type=json.loads,
+        default=None,
+        metavar="JSON",
+        help='request options for every request, e.g. \'{"rhyme": "none"}\'',
+    )
     args = parser.parse_args(argv)
-    rows = benchmark(args.model, [int(c) for c in args.clients.split(",")], args.requests, args.max_batch,
-                     args.max_wait_ms, args.options)
+    rows = benchmark(
+        args.model,
+        [int(c) for c in args.clients.split(",")],
+        args.requests,
+        args.max_batch,
+        args.max_wait_ms,
+        args.options,
+    )
     print(format_rows(rows))
     return 0
 

@@ -7,6 +7,7 @@ a sequence model; a sequence model that predicts only after its last id, for
 generation). Backend-agnostic Keras 3 (only `keras.ops`), so it trains and generates on
 TensorFlow, JAX and PyTorch. Saved as .keras and loaded in safe mode.
 """
+
 from __future__ import annotations
 
 import logging
@@ -17,6 +18,7 @@ import numpy as np
 from keras import layers, ops
 
 from .config import Model
+from .files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -107,10 +109,13 @@ def stepping_model(model: keras.Model) -> keras.Model:
     last_lstm = max(i for i, layer in enumerate(chain) if isinstance(layer, layers.LSTM))
     for i, layer in enumerate(chain):
         if isinstance(layer, layers.LSTM):
-            copy = layers.LSTM.from_config({**layer.get_config(), "return_sequences": i != last_lstm,
-                                            "return_state": True})
-            state = [keras.Input(shape=(layer.units,), dtype=copy.compute_dtype, name=f"{layer.name}_{part}")
-                     for part in ("h", "c")]
+            copy = layers.LSTM.from_config(
+                {**layer.get_config(), "return_sequences": i != last_lstm, "return_state": True}
+            )
+            state = [
+                keras.Input(shape=(layer.units,), dtype=copy.compute_dtype, name=f"{layer.name}_{part}")
+                for part in ("h", "c")
+            ]
             x, h, c = copy(x, initial_state=state)
             states_in += state
             states_out += [h, c]
@@ -136,8 +141,7 @@ def _input_layer(spec: Model, vocab_size: int, embedding: np.ndarray | None) -> 
 
 def compile_model(model: keras.Model, learning_rate) -> keras.Model:
     """Adam (at a rate or a keras.optimizers.schedules schedule) on sparse categorical cross-entropy."""
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate),
-                  loss=keras.losses.SparseCategoricalCrossentropy())
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=keras.losses.SparseCategoricalCrossentropy())
     return model
 
 
@@ -154,12 +158,10 @@ def load_model(path: str | Path) -> keras.Model:
 
 def save_inference_model(model: keras.Model, path: str | Path) -> None:
     """Save the weights and architecture only (no optimizer state): a third of the size, for generation."""
-    path = Path(path)
     slim = keras.Model.from_config(model.get_config())  # not clone_model: Keras 3 clones the optimizer too
     slim.set_weights(model.get_weights())
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    slim.save(tmp)
-    tmp.replace(path)
+    with atomic_path(path, suffix=".keras") as tmp:  # Keras saves only to a name ending in .keras
+        slim.save(tmp)
 
 
 def plot_model(model: keras.Model, path: str | Path) -> bool:
@@ -170,3 +172,39 @@ def plot_model(model: keras.Model, path: str | Path) -> bool:
     except (ImportError, OSError) as err:
         log.warning("model diagram not drawn (%s): install graphviz (apt-get install graphviz) to get %s", err, path)
         return False
+
+
+def carry_vocabulary(
+    source: keras.Model, source_tokens: list[str], target: keras.Model, target_tokens: list[str]
+) -> keras.Model:
+    """`target` (a fresh model over `target_tokens`) with the weights of `source`, a model over another
+    vocabulary: the LSTM and dense layers one for one, and the embedding rows and softmax columns of
+    every token both vocabularies hold. A token new to the target keeps its fresh embedding (word2vec's
+    vector) and softmax weights, with the source's lowest bias: rare until training says otherwise.
+    """
+    where = {token: i for i, token in enumerate(source_tokens)}
+    shared = [(i, where[token]) for i, token in enumerate(target_tokens) if token in where]
+    to, of = np.array([t for t, _ in shared]), np.array([s for _, s in shared])
+    for layer in target.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        old = source.get_layer(layer.name).get_weights()
+        if layer.name == "embedding":
+            weights[0][to] = old[0][of]
+        elif layer.name == "next_char":
+            kernel, bias = weights
+            kernel[:, to] = old[0][:, of]
+            bias[:] = old[1].min()
+            bias[to] = old[1][of]
+        elif [w.shape for w in weights] == [w.shape for w in old]:
+            weights = old
+        else:
+            raise ValueError(
+                f"layer {layer.name} of the model to fine-tune has weights of shapes "
+                f"{[w.shape for w in old]}, the config's {[w.shape for w in weights]}: "
+                "fine-tune with the model settings it was trained with"
+            )
+        layer.set_weights(weights)
+    log.info("carried %d of %d tokens over from the model's own vocabulary", len(shared), len(target_tokens))
+    return target

@@ -4,6 +4,7 @@ Each stage runs only when its artefacts are missing or were made with other
 settings: data/<form>/manifest.json records the settings each stage last ran with.
 Training reads only what these stages wrote.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,8 @@ from pathlib import Path
 from . import crawl as crawler
 from .config import Config
 from .corpus import prepare_corpus
-from .dataset import build_dataset, read_poems, write_text_atomic
+from .dataset import build_dataset, read_poems
+from .files import write_atomic
 from .word2vec import save_word2vec, train_word2vec
 
 log = logging.getLogger(__name__)
@@ -39,9 +41,16 @@ def source_dirs(config: Config) -> list[Path]:
 
 def crawl_stage(config: Config) -> crawler.CrawlSummary:
     settings = config.crawl
-    summary = crawler.crawl(settings.base_url, config.raw_dir, settings.collections, workers=settings.workers,
-                            timeout=settings.timeout, retries=settings.retries,
-                            max_bytes=int(settings.max_file_mb * 1_000_000), deadline=settings.deadline)
+    summary = crawler.crawl(
+        settings.base_url,
+        config.raw_dir,
+        settings.collections,
+        workers=settings.workers,
+        timeout=settings.timeout,
+        retries=settings.retries,
+        max_bytes=int(settings.max_file_mb * 1_000_000),
+        deadline=settings.deadline,
+    )
     log.info("crawl: %s", summary)
     if summary.failed and not summary.fetched and not summary.skipped:
         raise RuntimeError(f"crawl fetched nothing from {settings.base_url}: {summary}")
@@ -52,24 +61,37 @@ def corpus_stage(config: Config, force: bool = False) -> None:
     signature = {"source": config.crawl.source or [str(c) for c in config.crawl.collections], **asdict(config.corpus)}
     if not force and _up_to_date(config, "corpus", signature, ["poems.txt", "stanzas.txt", "stats.json"]):
         return
-    stats = prepare_corpus(source_dirs(config), config.data_dir, line_length=config.corpus.line_length,
-                           stanzas=config.corpus.stanzas, simplify=config.corpus.simplify)
+    stats = prepare_corpus(
+        source_dirs(config),
+        config.data_dir,
+        line_length=config.corpus.line_length,
+        stanzas=config.corpus.stanzas,
+        simplify=config.corpus.simplify,
+    )
     log.info("corpus: %s", stats.to_dict())
     _record(config, "corpus", signature)
 
 
 def dataset_stage(config: Config, force: bool = False) -> dict | None:
     signature = asdict(config.dataset)
-    files = ["vocab.json", "dataset.json"] + [f"{split}.{ext}" for split in ("train", "valid", "test")
-                                               for ext in ("txt", "npz")]
+    files = ["vocab.json", "dataset.json"] + [
+        f"{split}.{ext}" for split in ("train", "valid", "test") for ext in ("txt", "npz")
+    ]
     if not force and _up_to_date(config, "dataset", signature, files):
         return None
     settings, data = config.dataset, config.data_dir
-    counts = build_dataset(read_poems(data / "poems.txt"), read_poems(data / "stanzas.txt"), data,
-                           vocab_size=settings.vocab_size, context=settings.context, window=settings.window,
-                           pad_start=settings.pad_start,
-                           valid_fraction=settings.valid_fraction, test_fraction=settings.test_fraction,
-                           seed=settings.seed)
+    counts = build_dataset(
+        read_poems(data / "poems.txt"),
+        read_poems(data / "stanzas.txt"),
+        data,
+        vocab_size=settings.vocab_size,
+        context=settings.context,
+        window=settings.window,
+        pad_start=settings.pad_start,
+        valid_fraction=settings.valid_fraction,
+        test_fraction=settings.test_fraction,
+        seed=settings.seed,
+    )
     log.info("data set: %s", counts)
     _record(config, "dataset", signature)
     return counts
@@ -107,6 +129,6 @@ def _record(config: Config, stage: str, signature: dict) -> None:
     manifest[stage] = signature
     # a stage that ran again makes every later one stale
     order = ["corpus", "dataset", "word2vec"]
-    for later in order[order.index(stage) + 1:]:
+    for later in order[order.index(stage) + 1 :]:
         manifest.pop(later, None)
-    write_text_atomic(config.data_dir / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2))
+    write_atomic(config.data_dir / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2))

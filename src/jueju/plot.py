@@ -7,6 +7,7 @@ twice (an epoch re-run after --resume) counts once, with its last values.
 
 Drawn with matplotlib's Agg backend (no display needed, safe in threads: no pyplot state).
 """
+
 from __future__ import annotations
 
 import csv
@@ -14,10 +15,16 @@ import math
 import re
 from pathlib import Path
 
+from .files import atomic_path
+
+# The columns of logs/metrics.csv, which training writes (train.MetricsLog) and read_metrics reads.
 METRICS_FIELDS = ("epoch", "loss", "val_loss", "val_perplexity", "seconds", "learning_rate")
 _NUMBER = r"([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))"
-_EPOCH_LINE = re.compile(rf"Epoch (\d+)\s+loss {_NUMBER}\s+val_loss {_NUMBER}\s+val_ppl {_NUMBER}"
-                         rf"(?:\s+{_NUMBER}s)?", re.IGNORECASE)
+_EPOCH_LINE = re.compile(
+    rf"Epoch (\d+)\s+loss {_NUMBER}\s+val_loss {_NUMBER}\s+val_ppl {_NUMBER}"
+    rf"(?:\s+{_NUMBER}s)?",
+    re.IGNORECASE,
+)
 _RUN_HEADER = re.compile(r"#####\s*training an? (\w+) model from epoch (\d+)")
 
 
@@ -72,8 +79,14 @@ def parse_model_log(text: str) -> list[dict]:
         if match:
             epoch = int(match.group(1))
             loss, val_loss, ppl, seconds = (_float(match.group(i)) for i in (2, 3, 4, 5))
-            runs.setdefault(form, {})[epoch] = {"epoch": epoch, "loss": loss, "val_loss": val_loss,
-                                                "val_perplexity": ppl, "seconds": seconds, "learning_rate": None}
+            runs.setdefault(form, {})[epoch] = {
+                "epoch": epoch,
+                "loss": loss,
+                "val_loss": val_loss,
+                "val_perplexity": ppl,
+                "seconds": seconds,
+                "learning_rate": None,
+            }
     if not runs:
         return []
     last = runs[list(runs)[-1]]
@@ -91,8 +104,10 @@ def plot_training(log_dir: str | Path, out: str | Path | None = None, title: str
     log_dir = Path(log_dir)
     rows = read_metrics(log_dir)
     if not rows:
-        raise FileNotFoundError(f"no epochs to plot: neither {log_dir / 'metrics.csv'} nor {log_dir / 'model.log'} "
-                                "holds one (train first with `jueju train`)")
+        raise FileNotFoundError(
+            f"no epochs to plot: neither {log_dir / 'metrics.csv'} nor {log_dir / 'model.log'} "
+            "holds one (train first with `jueju train`)"
+        )
     out = Path(out) if out is not None else log_dir / "training.png"
     epochs = [row["epoch"] for row in rows]
 
@@ -114,11 +129,21 @@ def plot_training(log_dir: str | Path, out: str | Path | None = None, title: str
     finite = [p for p in perplexity if math.isfinite(p) and p > 0]
     if finite and max(finite) / min(finite) > 20:
         ppl_axes.set_yscale("log")
-    best = min(range(len(rows)), key=lambda i: rows[i]["val_loss"] if rows[i]["val_loss"] is not None
-               and math.isfinite(rows[i]["val_loss"]) else math.inf)
+    best = min(
+        range(len(rows)),
+        key=lambda i: (
+            rows[i]["val_loss"] if rows[i]["val_loss"] is not None and math.isfinite(rows[i]["val_loss"]) else math.inf
+        ),
+    )
     if math.isfinite(perplexity[best]):
-        ppl_axes.annotate(f"best: epoch {epochs[best]}, {perplexity[best]:.1f}", (epochs[best], perplexity[best]),
-                          textcoords="offset points", xytext=(0, 12), ha="center", fontsize=9)
+        ppl_axes.annotate(
+            f"best: epoch {epochs[best]}, {perplexity[best]:.1f}",
+            (epochs[best], perplexity[best]),
+            textcoords="offset points",
+            xytext=(0, 12),
+            ha="center",
+            fontsize=9,
+        )
         ppl_axes.plot([epochs[best]], [perplexity[best]], "*", color="#8a5a2b", markersize=12)
     ppl_axes.set_xlabel("epoch")
     ppl_axes.set_ylabel("perplexity")
@@ -129,9 +154,8 @@ def plot_training(log_dir: str | Path, out: str | Path | None = None, title: str
     if title:
         figure.suptitle(title)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.tmp.png")
-    figure.savefig(tmp, format="png")
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        figure.savefig(tmp, format="png")
     return out
 
 

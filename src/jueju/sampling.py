@@ -6,9 +6,10 @@ says how to choose ids from a batch of logits. The model is just a function
 `allowed(tokens, position) -> (batch, vocab) bool` mask is how format and other
 constraints are enforced, so everything here is testable with fake logits.
 """
+
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -32,8 +33,15 @@ class Sampler:
             raise ValueError(f"temperature must be a number > 0, got {temperature!r}")
         self.temperature = temperature
 
-    def run(self, next_logits: NextLogits, tokens: np.ndarray, start: int, forced: np.ndarray,
-            allowed: Allowed, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    def run(
+        self,
+        next_logits: NextLogits,
+        tokens: np.ndarray,
+        start: int,
+        forced: np.ndarray,
+        allowed: Allowed,
+        rng: np.random.Generator,
+    ) -> tuple[np.ndarray, np.ndarray]:
         tokens, scores = tokens.copy(), np.zeros(len(tokens))
         forced = np.broadcast_to(forced, tokens.shape)
         for position in range(start, tokens.shape[1]):
@@ -131,8 +139,9 @@ class Beam(Sampler):
 SAMPLERS = {"greedy": Greedy, "temperature": Temperature, "top_k": TopK, "top_p": TopP, "beam": Beam}
 
 
-def make_sampler(name: str, temperature: float = 1.0, top_k: int = 20, top_p: float = 0.9,
-                 beam_width: int = 4) -> Sampler:
+def make_sampler(
+    name: str, temperature: float = 1.0, top_k: int = 20, top_p: float = 0.9, beam_width: int = 4
+) -> Sampler:
     if name not in SAMPLERS:
         raise ValueError(f"unknown sampler {name!r}; valid: {', '.join(SAMPLERS)}")
     if name == "top_k":

@@ -1,101 +1,96 @@
 """`jueju serve`: the web page and the JSON API, with concurrent requests batched into one model call.
 
-* ``GET /`` -- one self-contained page (web/index.html: no CDN, no external font).
-* ``GET /api/health`` -- which models and vocabularies are loaded.
-* ``POST /api/poems`` -- poems from a first line or an acrostic, each character annotated
+* `GET /` -- one self-contained page (web/index.html: no CDN, no external font).
+* `GET /api/health` -- which models and vocabularies are loaded.
+* `POST /api/poems` -- poems from a first line or an acrostic, each character annotated
   with its tone and the rhyme characters with their rhyme groups.
-* ``GET /docs`` -- the OpenAPI description of both (request and response schemas).
+* `GET /docs` -- the OpenAPI description of both (request and response schemas).
 
 The models are loaded once, at start; nothing else is kept between requests (no session,
 no cache), so any number of workers or machines can stand behind a load balancer.
 
-Batching rule. Requests whose options are identical (everything but first line, acrostic,
-num and seed, after the model's defaults are filled in) and that carry **no seed** are
-gathered while the first of them waits ``serve.max_wait_ms``, up to ``serve.max_batch``
-poems, into one ``Poet.batch`` call; each request's ``num`` poems are ``num`` rows of it and
-a request is never split. A request **with a seed** is decoded on its own, as one
-``Poet.batch`` call of its ``num`` rows with that seed, so the same request always gives the
-same poems, however busy the server is (exactly ``Poet.poems(first_line, num, seed=...)``).
-Calls run one at a time on a worker thread, off the event loop. At most ``serve.queue_size``
-requests wait or run at once; one more is answered 503 with ``Retry-After``.
+Each request becomes one `batcher.Job` of `num` rows; `batcher.Batcher` gathers unseeded
+requests with identical options into shared `Poet.batch` calls (`serve.max_batch`,
+`serve.max_wait_ms`) and decodes a seeded one on its own (see jueju.batcher for the rule). At
+most `serve.queue_size` requests wait or run at once; one more is answered 503 with
+`Retry-After`. The annotations come from jueju.annotate.
 """
+
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import hashlib
 import json
 import logging
-import math
 import os
-import re
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from . import prosody
+from . import options, prosody
+from .annotate import annotate
+from .batcher import Batcher, Job, QueueFull
 from .config import FORMS, PROJECT_ROOT, Config, config_from_dict
-from .generate import FORM_NAMES, Poet, normalise_acrostic, normalise_first_line
+from .generate import FORM_NAMES, Poet
+from .options import OptionError
+from .preprocess import normalise_first_line
 
 log = logging.getLogger(__name__)
 
-MAX_NUM = 20  # poems per request
-MAX_RERANK = 8  # candidates per poem: bounds the work one request can ask for
-MAX_BEAM = 8
+MAX_POEMS = 20  # poems per request: with options.MAX_CANDIDATES it bounds the rows one request may ask for
 MAX_TEXT = 100  # characters of first_line / acrostic accepted before any checking
-OPTION_NAMES = ("sampler", "temperature", "top_k", "top_p", "beam_width", "rhyme", "rhyme_first_line", "tonal",
-                "no_repeat", "no_copy", "rerank")
 SERVE_ENV = "JUEJU_SERVE"  # the config and model folders handed to each worker process (--workers > 1)
-TONE_BOTH, TONE_UNKNOWN = "平仄", "unknown"
 
 
 # ---------------------------------------------------------------------------------------------
 # Schemas (pydantic: they are what /docs shows)
 # ---------------------------------------------------------------------------------------------
-class PoemRequest(BaseModel):
+class PoemInput(BaseModel):
     """Give `first_line` or `acrostic`; every option left out takes the model's [generate] default."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"first_line": "床前明月光", "num": 2, "seed": 7},
-        {"acrostic": "春夏秋冬", "form": 7, "rhyme": "pingshui", "tonal": True},
-    ]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"first_line": "床前明月光", "num": 2, "seed": 7},
+                {"acrostic": "春夏秋冬", "form": 7, "rhyme": "pingshui", "tonal": True},
+            ]
+        },
+    )
 
-    first_line: str | None = Field(None, max_length=MAX_TEXT, description=(
-        "5 or 7 Han characters (with or without punctuation, traditional accepted); its length picks the form"))
-    acrostic: str | None = Field(None, max_length=MAX_TEXT,
-                                 description="4 Han characters that open the 4 lines (藏头诗)")
-    form: Literal[5, 7] | None = Field(None, description=(
-        "characters per line: with an acrostic it picks the model (default: the server's first model); "
-        "with a first line it may be left out, and must match the line's length if given"))
-    rhyme: Literal["pingshui", "xin", "none"] | None = Field(
-        None, description="rhyme scheme of lines 2 and 4: pingshui (平水韵), xin (中华新韵) or none")
-    rhyme_first_line: bool | None = Field(None, description="line 1 rhymes too (首句入韵)")
-    tonal: bool | None = Field(None, description="follow a standard tonal pattern (平仄, 一三五不论)")
-    sampler: Literal["greedy", "temperature", "top_k", "top_p", "beam"] | None = None
-    temperature: float | None = Field(None, ge=0.01, le=10.0)
-    top_k: int | None = Field(None, ge=1, le=100_000)
-    top_p: float | None = Field(None, ge=0.01, le=1.0)
-    beam_width: int | None = Field(None, ge=1, le=MAX_BEAM)
-    no_repeat: bool | None = Field(None, description="never repeat a character within a poem")
-    no_copy: bool | None = Field(None, description="never output a line of the training corpus (after line 1)")
-    rerank: int | None = Field(None, ge=1, le=MAX_RERANK,
-                               description="draw this many per poem and keep the most probable")
-    seed: int | None = Field(None, ge=0, le=2**63 - 1, description=(
-        "same request and seed, same poems (a seeded request is decoded on its own); "
-        "left out: new poems each time"))
-    num: int = Field(1, ge=1, le=MAX_NUM, description=f"poems to write (at most {MAX_NUM})")
+    first_line: str | None = Field(
+        None,
+        max_length=MAX_TEXT,
+        description=(
+            "5 or 7 Han characters (with or without punctuation, traditional accepted); its length picks the form"
+        ),
+    )
+    acrostic: str | None = Field(
+        None, max_length=MAX_TEXT, description="4 Han characters that open the 4 lines (藏头诗)"
+    )
+    form: Literal[5, 7] | None = Field(
+        None,
+        description=(
+            "characters per line: with an acrostic it picks the model (default: the server's first model); "
+            "with a first line it may be left out, and must match the line's length if given"
+        ),
+    )
+    num: int = Field(1, ge=1, le=MAX_POEMS, description=f"poems to write (at most {MAX_POEMS})")
+
+
+# the request: what to write, then every decoding option of jueju.options (bounds and all), each optional
+PoemRequest = create_model("PoemRequest", __base__=PoemInput, **options.optional_fields())
 
 
 Tone = Literal["平", "仄", "平仄", "unknown"]
@@ -103,8 +98,9 @@ Tone = Literal["平", "仄", "平仄", "unknown"]
 
 class CharInfo(BaseModel):
     char: str
-    tone: Tone = Field(description="平 level, 仄 oblique, 平仄 a character read both ways, unknown if the table "
-                                   "lacks it")
+    tone: Tone = Field(
+        description="平 level, 仄 oblique, 平仄 a character read both ways, unknown if the table lacks it"
+    )
     rhyme: bool = Field(description="stands at a rhyme position: end of lines 2 and 4, and of line 1 when it rhymes")
     rhyme_groups: list[str] = Field(description="its rhyme groups in the scheme (rhyme characters only, else [])")
 
@@ -125,8 +121,9 @@ class PoemResponse(BaseModel):
     poems: list[Poem]
     form: Literal[5, 7]
     model: str = Field(description="the model folder that wrote them")
-    scheme: Literal["pingshui", "xin"] = Field(description="the table tones and rhyme groups are read from "
-                                                           "(pingshui when rhyme is none)")
+    scheme: Literal["pingshui", "xin"] = Field(
+        description="the table tones and rhyme groups are read from (pingshui when rhyme is none)"
+    )
     seed: int | None
     options: dict[str, Any] = Field(description="every decoding option as used, model defaults filled in")
 
@@ -180,9 +177,12 @@ class LoadedModel:
             return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
         self.info = {
-            "form": self.form, "name": FORM_NAMES[self.form], "model": _shown(self.model_dir),
+            "form": self.form,
+            "name": FORM_NAMES[self.form],
+            "model": _shown(self.model_dir),
             "vocabulary": _shown(self.model_dir / "vocab.json" if self.model_dir else None),
-            "vocab_size": len(self.poet.vocab), "model_sha256": digest("model.keras"),
+            "vocab_size": len(self.poet.vocab),
+            "model_sha256": digest("model.keras"),
             "vocab_sha256": digest("vocab.json"),
         }
 
@@ -227,181 +227,6 @@ def load_models(model_dirs: Sequence[str | Path]) -> list[LoadedModel]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Batching
-# ---------------------------------------------------------------------------------------------
-class InputError(ValueError):
-    """Bad input, answered 422 naming the field."""
-
-    def __init__(self, field_name: str, message: str):
-        super().__init__(message)
-        self.field = field_name
-
-
-class QueueFull(Exception):
-    def __init__(self, retry_after: int):
-        super().__init__(f"the server is busy; try again in {retry_after} s")
-        self.retry_after = retry_after
-
-
-@dataclass(eq=False)
-class Job:
-    """One request: its rows (the same first line or acrostic `num` times) and its options."""
-
-    model: LoadedModel
-    kind: Literal["first_lines", "acrostics"]
-    rows: list[str]
-    options: dict
-    seed: int | None
-    future: asyncio.Future
-    arrived: float
-
-    @property
-    def key(self) -> tuple:
-        return (self.model.form, self.kind, tuple(sorted(self.options.items())))
-
-
-class Batcher:
-    """Gathers jobs into `Poet.batch` calls run on one worker thread; bounded, never a backlog."""
-
-    def __init__(self, max_batch: int = 64, max_wait_ms: float = 5, queue_size: int = 256):
-        self.max_batch, self.max_wait, self.queue_size = max_batch, max_wait_ms / 1000, queue_size
-        self.queue: deque[Job] = deque()
-        self.pending = 0  # jobs accepted and not yet answered (waiting or running)
-        self.calls = 0  # Poet.batch calls made
-        self.seconds_per_call = 0.1  # running average, for Retry-After
-        self._executor: ThreadPoolExecutor | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._task: asyncio.Task | None = None
-        self._wakeup: asyncio.Event | None = None
-
-    def submit(self, job: Job) -> asyncio.Future:
-        """Queue a job (on the event loop); raises QueueFull when queue_size jobs are already in."""
-        self._ensure_running()
-        if self.pending >= self.queue_size:
-            raise QueueFull(self.retry_after())
-        self.pending += 1
-        self.queue.append(job)
-        self._wakeup.set()
-        return job.future
-
-    def retry_after(self) -> int:
-        calls_ahead = self.pending / self.max_batch + 1
-        return max(1, math.ceil(calls_ahead * self.seconds_per_call))
-
-    def _ensure_running(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop or self._task is None or self._task.done():
-            # first use, or a new event loop (a test's second TestClient): start clean on this one
-            self._loop, self.queue, self.pending = loop, deque(), 0
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(1, thread_name_prefix="jueju-generate")
-            self._wakeup = asyncio.Event()
-            self._task = loop.create_task(self._run(), name="jueju-batcher")
-
-    async def close(self) -> None:
-        if self._task is not None and not self._task.done():
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        for job in self.queue:
-            if not job.future.done():
-                job.future.cancel()
-        self.queue.clear()
-        self._task = None
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            while not self.queue:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            first = self.queue[0]
-            if first.seed is None and self.max_batch > 1:
-                delay = first.arrived + self.max_wait - loop.time()
-                if delay > 0 and self._rows_like(first) < self.max_batch:
-                    await asyncio.sleep(delay)  # let others join this one's batch
-            jobs = self._take()
-            if jobs:
-                await self._execute(jobs)
-
-    def _rows_like(self, first: Job) -> int:
-        return sum(len(job.rows) for job in self.queue if job.seed is None and job.key == first.key)
-
-    def _take(self) -> list[Job]:
-        """The oldest job, and (when unseeded) the later unseeded jobs with its options, up to max_batch rows."""
-        while self.queue and self.queue[0].future.done():  # its client went away
-            self.queue.popleft()
-            self.pending -= 1
-        if not self.queue:
-            return []
-        first = self.queue.popleft()
-        jobs, rows = [first], len(first.rows)
-        if first.seed is None:
-            kept: deque[Job] = deque()
-            for job in self.queue:
-                if (job.seed is None and job.key == first.key and rows + len(job.rows) <= self.max_batch
-                        and not job.future.done()):
-                    jobs.append(job)
-                    rows += len(job.rows)
-                else:
-                    kept.append(job)
-            self.queue = kept
-        return jobs
-
-    async def _execute(self, jobs: list[Job]) -> None:
-        try:
-            outcome = await self._call(jobs)
-            if isinstance(outcome, ValueError) and len(jobs) > 1:
-                # one request's input failed the whole call: decode each alone, so only it gets the error
-                per_job = []
-                for job in jobs:
-                    single = await self._call([job])
-                    per_job.append(single if isinstance(single, BaseException) else single[0])
-            elif isinstance(outcome, BaseException):
-                per_job = [outcome] * len(jobs)
-            else:
-                per_job = outcome
-            for job, result in zip(jobs, per_job):
-                if job.future.done():  # cancelled: its client went away
-                    continue
-                if isinstance(result, BaseException):
-                    job.future.set_exception(result)
-                else:
-                    job.future.set_result(result)
-        finally:
-            self.pending -= len(jobs)
-
-    async def _call(self, jobs: list[Job]) -> list[list[str]] | Exception:
-        """One Poet.batch call for `jobs`: each job's poems, or the exception the call raised."""
-        first = jobs[0]
-        rows = [row for job in jobs for row in job.rows]
-        loop = asyncio.get_running_loop()
-        started = time.perf_counter()
-        self.calls += 1
-        try:
-            poems = await loop.run_in_executor(self._executor, _generate, first.model.poet, first.kind, rows,
-                                               first.seed, first.options)
-        except Exception as err:  # noqa: BLE001 - handed to the request, which turns it into a response
-            return err
-        finally:
-            seconds = time.perf_counter() - started
-            self.seconds_per_call = 0.8 * self.seconds_per_call + 0.2 * seconds
-            log.debug("Poet.batch: %d poems for %d requests in %.1f ms", len(rows), len(jobs), seconds * 1000)
-        results, start = [], 0
-        for job in jobs:
-            results.append(poems[start:start + len(job.rows)])
-            start += len(job.rows)
-        return results
-
-
-def _generate(poet: Poet, kind: str, rows: list[str], seed: int | None, options: dict) -> list[str]:
-    return poet.batch(**{kind: rows}, seed=seed, **options)
-
-
-# ---------------------------------------------------------------------------------------------
 # Requests -> jobs, poems -> annotated responses
 # ---------------------------------------------------------------------------------------------
 class Service:
@@ -413,134 +238,58 @@ class Service:
         self.batcher = batcher
 
     def job(self, request: PoemRequest) -> Job:
+        """The request as a job for the batcher, checked by the model's own Poet (OptionError names the field)."""
         if request.first_line is not None and request.acrostic is not None:
-            raise InputError("acrostic", "give a first line or acrostic characters, not both")
+            raise OptionError("acrostic", "give a first line or acrostic characters, not both")
         if request.first_line is None and request.acrostic is None:
-            raise InputError("first_line", "give a first line of 5 or 7 Han characters (e.g. 床前明月光), "
-                                            "or 4 acrostic characters (e.g. 春夏秋冬)")
+            raise OptionError(
+                "first_line",
+                "give a first line of 5 or 7 Han characters (e.g. 床前明月光), "
+                "or 4 acrostic characters (e.g. 春夏秋冬)",
+            )
         if request.first_line is not None:
-            line = _checked("first_line", normalise_first_line, request.first_line)
-            if request.form is not None and request.form != len(line):
-                raise InputError("form", f"form {request.form} ({FORM_NAMES[request.form]}) was asked for, but the "
-                                         f"first line has {len(line)} characters: the first line decides the form")
-            model = self._model(len(line), "first_line")
-            line = _checked("first_line", normalise_first_line, request.first_line, model.form,
-                            model.poet.config.corpus.simplify)
-            kind, given = "first_lines", line
+            kind, given = "first_lines", normalise_first_line(request.first_line)  # its length picks the model
+            if request.form is not None and request.form != len(given):
+                raise OptionError(
+                    "form",
+                    f"form {request.form} ({FORM_NAMES[request.form]}) was asked for, but "
+                    f"the first line has {len(given)} characters: the first line decides the form",
+                )
+            model = self._model(len(given), "first_line")
         else:
+            kind, given = "acrostics", request.acrostic
             model = self._model(request.form or self.default_form, "form")
-            given = _checked("acrostic", normalise_acrostic, request.acrostic, model.poet.config.corpus.simplify)
-            if not model.poet.config.dataset.pad_start:
-                raise InputError("acrostic", "this model was trained without dataset.pad_start, so it cannot write "
-                                             "first lines for an acrostic")
-            kind = "acrostics"
-        options = self.options(model, request)
-        if kind == "first_lines" and options["rhyme"] != "none" and options["rhyme_first_line"]:
-            if prosody.PING not in prosody.tones(given[-1], options["rhyme"]):
-                raise InputError("first_line", f"the first line ends in {given[-1]!r}, which is not a level-tone (平) "
-                                               f"character in the {options['rhyme']} table, so it cannot rhyme: "
-                                               "turn rhyme_first_line off or end the first line differently")
+        asked = request.model_dump(include=set(options.DECODING), exclude_none=True)
+        settings = model.poet.check(**{kind: [given]}, **asked)
+        seed = settings.pop("seed")
+        del settings["num"]
         loop = asyncio.get_running_loop()
-        return Job(model, kind, [given] * request.num, options, request.seed, loop.create_future(), loop.time())
+        return Job(model, kind, [given] * request.num, settings, seed, loop.create_future(), loop.time())
 
     def _model(self, form: int, field_name: str) -> LoadedModel:
         if form not in self.models:
             loaded = ", ".join(f"{n} ({FORM_NAMES[n]})" for n in sorted(self.models))
-            raise InputError(field_name, f"this server has no {FORM_NAMES[form]} ({form}-character) model; "
-                                         f"loaded: {loaded}")
+            raise OptionError(
+                field_name, f"this server has no {FORM_NAMES[form]} ({form}-character) model; loaded: {loaded}"
+            )
         return self.models[form]
-
-    @staticmethod
-    def options(model: LoadedModel, request: PoemRequest) -> dict:
-        defaults = model.poet.config.generate
-        given = request.model_dump(include=set(OPTION_NAMES), exclude_none=True)
-        return {name: given.get(name, getattr(defaults, name)) for name in OPTION_NAMES}
 
     def response(self, job: Job, poems: list[str]) -> dict:
         scheme = job.options["rhyme"] if job.options["rhyme"] != "none" else "pingshui"
         return {
             "poems": [annotate(poem, scheme, job.options["rhyme_first_line"]) for poem in poems],
-            "form": job.model.form, "model": job.model.info["model"], "scheme": scheme, "seed": job.seed,
+            "form": job.model.form,
+            "model": job.model.info["model"],
+            "scheme": scheme,
+            "seed": job.seed,
             "options": job.options,
         }
 
 
-def _checked(field_name: str, function, *args):
-    try:
-        return function(*args)
-    except ValueError as err:
-        raise InputError(field_name, str(err)) from None
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def tone_of(char: str, scheme: str) -> str:
-    """平, 仄, 平仄 (read both ways: 多音字 or a character listed under both tones) or unknown."""
-    found = prosody.tones(char, scheme)
-    if found == {prosody.PING, prosody.ZE}:
-        return TONE_BOTH
-    return next(iter(found)) if found else TONE_UNKNOWN
-
-
-@functools.lru_cache(maxsize=1 << 16)
-def _groups(char: str, scheme: str) -> frozenset[str]:
-    return prosody.rhyme_groups(char, scheme)
-
-
-def annotate(poem: str, scheme: str = "pingshui", rhyme_first_line: bool = False) -> dict:
-    """The poem split into lines and characters, with tones, rhyme positions and rhyme groups."""
-    lines = re.findall(r"([^，。？！；,.?!;]+)([，。？！；,.?!;]?)", poem)
-    ends = [text[-1] for text, _ in lines]
-    groups = [_groups(char, scheme) for char in ends]
-    rhyming = {1, 3} if len(lines) == 4 else set(range(1, len(lines), 2))
-    if len(lines) == 4:
-        shared = groups[1] & groups[3]
-        target = shared or (groups[1] | groups[3])
-        if rhyme_first_line or groups[0] & target:
-            rhyming.add(0)
-        common = frozenset.intersection(*(groups[i] for i in rhyming)) if rhyming else frozenset()
-        rhyme_group = sorted(common or shared)
-    else:
-        rhyme_group = []
-    annotated = []
-    for index, (text, mark) in enumerate(lines):
-        chars = []
-        for column, char in enumerate(text):
-            rhymes = index in rhyming and column == len(text) - 1
-            chars.append({"char": char, "tone": tone_of(char, scheme), "rhyme": rhymes,
-                          "rhyme_groups": sorted(groups[index]) if rhymes else []})
-        annotated.append({"text": text, "punctuation": mark, "chars": chars})
-    return {"text": poem, "lines": annotated, "rhyme_group": rhyme_group}
-
-
-def error_field(message: str, job: Job | None) -> str:
-    """The request field a ValueError from Poet is about, read from its message."""
-    text = message.lower()
-    source = "acrostic" if job is not None and job.kind == "acrostics" else "first_line"
-    if text.startswith("the first line"):
-        return "first_line"
-    if text.startswith("acrostic"):
-        return "acrostic"
-    for name in ("temperature", "top_k", "top_p", "beam_width", "rerank", "num", "seed", "no_copy",
-                 "rhyme_first_line", "no_repeat", "tonal"):
-        if re.search(rf"\b{name}\b", text):
-            return name
-    if text.startswith("beam width"):
-        return "beam_width"
-    if "sampler" in text:
-        return "sampler"
-    if "rhyme scheme" in text:
-        return "rhyme"
-    if "satisfies the constraints" in text and job is not None:
-        if job.options.get("tonal"):
-            return "tonal"
-        if job.options.get("rhyme") != "none":
-            return "rhyme"
-    return source
-
-
 def _unprocessable(field_name: str, message: str) -> JSONResponse:
-    return JSONResponse({"detail": [{"loc": ["body", field_name], "msg": message, "type": "value_error"}]},
-                        status_code=422)
+    return JSONResponse(
+        {"detail": [{"loc": ["body", field_name], "msg": message, "type": "value_error"}]}, status_code=422
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -555,8 +304,9 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        too_large = JSONResponse({"detail": f"the request body is larger than {self.max_bytes // 1024} KB"},
-                                 status_code=413)
+        too_large = JSONResponse(
+            {"detail": f"the request body is larger than {self.max_bytes // 1024} KB"}, status_code=413
+        )
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None:
             if not declared.isdigit():
@@ -589,7 +339,7 @@ class BodyLimit:
 PAGE_HEADERS = {
     # the page is one file: its own inline script and style, calls to this origin, nothing else
     "Content-Security-Policy": "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-                               "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'",
+    "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
@@ -599,8 +349,14 @@ def page() -> str:
     return resources.files("jueju").joinpath("web/index.html").read_text("utf-8")
 
 
-def create_app(models: Sequence[LoadedModel] | LoadedModel | Poet, *, max_batch: int = 64, max_wait_ms: float = 5,
-               queue_size: int = 256, max_body_kb: int = 16) -> FastAPI:
+def create_app(
+    models: Sequence[LoadedModel] | LoadedModel | Poet,
+    *,
+    max_batch: int = 64,
+    max_wait_ms: float = 5,
+    queue_size: int = 256,
+    max_body_kb: int = 16,
+) -> FastAPI:
     """The FastAPI app serving already loaded models (the first one's form is the acrostic default)."""
     if isinstance(models, Poet):
         models = LoadedModel(models)
@@ -617,10 +373,14 @@ def create_app(models: Sequence[LoadedModel] | LoadedModel | Poet, *, max_batch:
         yield
         await batcher.close()
 
-    app = FastAPI(title="jueju", version="0.1.0", lifespan=lifespan,
-                  description="Classical Chinese quatrains (绝句): write poems from a first line or an acrostic, "
-                              "each character annotated with its tone (平仄) and the rhyme characters with their "
-                              "rhyme groups.")
+    app = FastAPI(
+        title="jueju",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Classical Chinese quatrains (绝句): write poems from a first line or an acrostic, "
+        "each character annotated with its tone (平仄) and the rhyme characters with their "
+        "rhyme groups.",
+    )
     app.state.service = service
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -630,33 +390,35 @@ def create_app(models: Sequence[LoadedModel] | LoadedModel | Poet, *, max_batch:
     @app.get("/api/health", response_model=Health)
     async def health() -> dict:
         """Which models and vocabularies are loaded, and the batching settings."""
-        return {"status": "ok", "models": [model.info for model in service.models.values()],
-                "max_batch": batcher.max_batch, "max_wait_ms": batcher.max_wait * 1000,
-                "queue_size": batcher.queue_size, "max_body_kb": max_body_kb, "pending": batcher.pending}
+        return {
+            "status": "ok",
+            "models": [model.info for model in service.models.values()],
+            "max_batch": batcher.max_batch,
+            "max_wait_ms": batcher.max_wait * 1000,
+            "queue_size": batcher.queue_size,
+            "max_body_kb": max_body_kb,
+            "pending": batcher.pending,
+        }
 
-    @app.post("/api/poems", response_model=PoemResponse, responses={
-        413: {"model": ErrorResponse, "description": f"the body is over serve.max_body_kb ({max_body_kb} KB)"},
-        422: {"model": ErrorResponse, "description": "bad input: `detail[0].loc` names the field, `msg` says why"},
-        503: {"model": ErrorResponse, "description": "the queue is full: try again after `Retry-After` seconds"},
-    })
+    @app.post(
+        "/api/poems",
+        response_model=PoemResponse,
+        responses={
+            413: {"model": ErrorResponse, "description": f"the body is over serve.max_body_kb ({max_body_kb} KB)"},
+            422: {"model": ErrorResponse, "description": "bad input: `detail[0].loc` names the field, `msg` says why"},
+            503: {"model": ErrorResponse, "description": "the queue is full: try again after `Retry-After` seconds"},
+        },
+    )
     async def poems(request: PoemRequest):
         """Poems from `first_line` or `acrostic`, annotated with tones and rhyme groups."""
-        job = None
         try:
             job = service.job(request)
             future = batcher.submit(job)
             return service.response(job, await future)
-        except InputError as err:
+        except OptionError as err:  # from Poet or the request's own checks: it names the field
             return _unprocessable(err.field, str(err))
         except QueueFull as full:
-            return JSONResponse({"detail": str(full)}, status_code=503,
-                                headers={"Retry-After": str(full.retry_after)})
-        except ValueError as err:  # from Poet: bad option or input it caught
-            message, field_name = str(err), error_field(str(err), job)
-            if "satisfies the constraints" in message:  # sampling.ConstraintError
-                message += (": no character of this model's vocabulary fits the rhyme, tonal and no-repeat "
-                            "constraints together here; try rhyme none, tonal off or another first line")
-            return _unprocessable(field_name, message)
+            return JSONResponse({"detail": str(full)}, status_code=503, headers={"Retry-After": str(full.retry_after)})
 
     app.add_middleware(BodyLimit, max_bytes=max_body_kb * 1024)
     return app
@@ -684,8 +446,13 @@ def create_app_from_config(config: Config, model_dirs: Sequence[str | Path] | No
     models = load_models(model_dirs or default_model_dirs(config))
     warm_up(models)
     serve = config.serve
-    return create_app(models, max_batch=serve.max_batch, max_wait_ms=serve.max_wait_ms,
-                      queue_size=serve.queue_size, max_body_kb=serve.max_body_kb)
+    return create_app(
+        models,
+        max_batch=serve.max_batch,
+        max_wait_ms=serve.max_wait_ms,
+        queue_size=serve.queue_size,
+        max_body_kb=serve.max_body_kb,
+    )
 
 
 def app_from_environment() -> FastAPI:
@@ -694,30 +461,37 @@ def app_from_environment() -> FastAPI:
     return create_app_from_config(config_from_dict(settings["config"]), settings["models"] or None)
 
 
-def run(config: Config, model_dirs: Sequence[str | Path] | None = None, host: str | None = None,
-        port: int | None = None, workers: int = 1) -> None:
+def run(
+    config: Config,
+    model_dirs: Sequence[str | Path] | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    workers: int = 1,
+) -> None:
     """Serve until Ctrl-C: one process, or `workers` processes sharing the port (each loads the models)."""
-    import uvicorn
-
     host, port = host or config.serve.host, port or config.serve.port
     if workers <= 1:
-        uvicorn.run(create_app_from_config(config, model_dirs), host=host, port=port,
-                    timeout_graceful_shutdown=5)
+        uvicorn.run(create_app_from_config(config, model_dirs), host=host, port=port, timeout_graceful_shutdown=5)
         return
     for model_dir in model_dirs or default_model_dirs(config):  # fail here, not in every worker
         if not (Path(model_dir) / "model.keras").is_file():
             raise FileNotFoundError(f"no trained model in {model_dir}: train one with `jueju train`")
-    os.environ[SERVE_ENV] = json.dumps({"config": config.to_dict(),
-                                        "models": [str(Path(d).resolve()) for d in model_dirs or []]})
-    uvicorn.run("jueju.serve:app_from_environment", factory=True, host=host, port=port, workers=workers,
-                timeout_graceful_shutdown=5)
+    os.environ[SERVE_ENV] = json.dumps(
+        {"config": config.to_dict(), "models": [str(Path(d).resolve()) for d in model_dirs or []]}
+    )
+    uvicorn.run(
+        "jueju.serve:app_from_environment",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        timeout_graceful_shutdown=5,
+    )
 
 
 @contextlib.contextmanager
 def serving(app: FastAPI, host: str = "127.0.0.1") -> Iterator[str]:
     """Run `app` with uvicorn on a free port in a background thread; yields its base URL (tests, load runs)."""
-    import uvicorn
-
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))

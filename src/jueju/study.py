@@ -10,6 +10,7 @@ lines 2-4 given line 1, renormalised over the Han tokens; jueju.evaluate). Speed
 targets (characters predicted) per second of training, timed after the first step so
 that compilation is left out. The trigram baseline on the same split is the yardstick.
 """
+
 from __future__ import annotations
 
 import logging
@@ -59,14 +60,26 @@ def run_study(config: Config, seconds: float, names: list[str] | None = None) ->
         rows[name] = train_variant(config, vocab, ids, valid_poems, window, start, seconds)
         log.info("study: %s -> %s", name, rows[name])
     trigram = trigram_perplexity(trigram_kn(train_poems, vocab), vocab, valid_poems)
-    return {"seconds_per_variant": seconds, "model": {"lstm_units": config.model.lstm_units,
-                                                      "dropout": config.model.dropout, "input": config.model.input},
-            "train_poems": len(train_poems), "valid_poems": len(valid_poems), "variants": rows,
-            "trigram_kn_valid_perplexity": trigram, "backend": keras.backend.backend()}
+    return {
+        "seconds_per_variant": seconds,
+        "model": {"lstm_units": config.model.lstm_units, "dropout": config.model.dropout, "input": config.model.input},
+        "train_poems": len(train_poems),
+        "valid_poems": len(valid_poems),
+        "variants": rows,
+        "trigram_kn_valid_perplexity": trigram,
+        "backend": keras.backend.backend(),
+    }
 
 
-def train_variant(config: Config, vocab: Vocab, ids: np.ndarray, valid_poems: list[str], window: int | None,
-                  start: keras.Model, seconds: float) -> dict:
+def train_variant(
+    config: Config,
+    vocab: Vocab,
+    ids: np.ndarray,
+    valid_poems: list[str],
+    window: int | None,
+    start: keras.Model,
+    seconds: float,
+) -> dict:
     """Train a copy of `start` on one variant's samples for `seconds`; its speed and validation perplexity."""
     context = "sequence" if window is None else "window"
     x, y = make_samples(ids, context, window or 0, config.dataset.pad_start)
@@ -77,10 +90,17 @@ def train_variant(config: Config, vocab: Vocab, ids: np.ndarray, valid_poems: li
     model.fit(x, y, batch_size=batch, epochs=1, shuffle=True, callbacks=[clock], verbose=0)
     targets_per_step = batch * (y.shape[1] if y.ndim == 2 else 1)
     timed = max(clock.steps - 1, 0) * targets_per_step  # the first step compiles
-    return {"window": window, "batch_size": batch, "targets_per_step": targets_per_step, "steps": clock.steps,
-            "targets_seen": clock.steps * targets_per_step, "train_samples": len(y), "train_targets": int(y.size),
-            "targets_per_second": timed / clock.timed_seconds if clock.timed_seconds > 0 else None,
-            "valid_perplexity": lstm_perplexity(model, vocab, valid_poems, window, config.dataset.pad_start)}
+    return {
+        "window": window,
+        "batch_size": batch,
+        "targets_per_step": targets_per_step,
+        "steps": clock.steps,
+        "targets_seen": clock.steps * targets_per_step,
+        "train_samples": len(y),
+        "train_targets": int(y.size),
+        "targets_per_second": timed / clock.timed_seconds if clock.timed_seconds > 0 else None,
+        "valid_perplexity": lstm_perplexity(model, vocab, valid_poems, window, config.dataset.pad_start),
+    }
 
 
 def _initial_model(config: Config, vocab: Vocab) -> keras.Model:
@@ -112,12 +132,18 @@ class TimeBudget(keras.callbacks.Callback):
 def format_study(results: dict) -> str:
     """A Markdown table: one row per variant, best perplexity first."""
     rows = sorted(results["variants"].items(), key=lambda item: item[1]["valid_perplexity"])
-    lines = [f"{results['seconds_per_variant']:.0f} s of training each, same initial weights, "
-             f"LSTM {'x'.join(map(str, results['model']['lstm_units']))}, {results['backend']}; "
-             f"trigram KN on the same split: {results['trigram_kn_valid_perplexity']:.1f}", "",
-             "| samples | batch (targets/step) | steps | targets/s | valid perplexity |", "|---|---|---|---|---|"]
+    lines = [
+        f"{results['seconds_per_variant']:.0f} s of training each, same initial weights, "
+        f"LSTM {'x'.join(map(str, results['model']['lstm_units']))}, {results['backend']}; "
+        f"trigram KN on the same split: {results['trigram_kn_valid_perplexity']:.1f}",
+        "",
+        "| samples | batch (targets/step) | steps | targets/s | valid perplexity |",
+        "|---|---|---|---|---|",
+    ]
     for name, row in rows:
         speed = row["targets_per_second"]
-        lines.append(f"| {name} | {row['batch_size']} ({row['targets_per_step']:,}) | {row['steps']} | "
-                     f"{'-' if speed is None else f'{speed:,.0f}'} | {row['valid_perplexity']:.1f} |")
+        lines.append(
+            f"| {name} | {row['batch_size']} ({row['targets_per_step']:,}) | {row['steps']} | "
+            f"{'-' if speed is None else f'{speed:,.0f}'} | {row['valid_perplexity']:.1f} |"
+        )
     return "\n".join(lines)

@@ -6,12 +6,13 @@ Layout under models/<form>/:
   train_state.json                       epochs done, best validation loss, patience count
 Checkpoints are written under a temporary name and renamed, so a crash never leaves half a file.
 """
+
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import math
-import re
 import signal
 import sys
 import threading
@@ -25,10 +26,22 @@ import numpy as np
 
 from . import distribute, pipeline
 from .config import Config
-from .dataset import Vocab, Windows, quatrain_samples, read_poems, write_text_atomic
 from .constraints import LineIndex
+from .dataset import Vocab, Windows, quatrain_samples, read_poems
+from .files import atomic_path, write_atomic
 from .generate import Poet
-from .model import build_model, compile_model, load_model, model_window, plot_model, save_inference_model, with_context
+from .model import (
+    build_model,
+    carry_vocabulary,
+    compile_model,
+    load_model,
+    model_window,
+    plot_model,
+    save_inference_model,
+    with_context,
+)
+from .plot import METRICS_FIELDS, plot_training
+from .text import split_lines
 from .word2vec import embedding_matrix, load_vectors
 
 log = logging.getLogger(__name__)
@@ -43,15 +56,26 @@ class TrainState:
     wait: int = 0  # epochs since the validation loss last improved
 
     def save(self, path: Path) -> None:
-        write_text_atomic(path, json.dumps(asdict(self), indent=2))
+        write_atomic(path, json.dumps(asdict(self), indent=2))
 
     @classmethod
-    def load(cls, path: Path) -> "TrainState":
+    def load(cls, path: Path) -> TrainState:
         return cls(**json.loads(path.read_text("utf-8"))) if path.is_file() else cls()
 
 
-def train(config: Config, resume: bool = False, finetune: str | Path | None = None) -> TrainState:
-    """Prepare whatever is missing, then fit; returns the final training state."""
+class FolderTaken(ValueError):
+    """Training was asked to write into a folder that holds a model it did not start from."""
+
+
+def train(
+    config: Config, resume: bool = False, finetune: str | Path | None = None, overwrite: bool = False
+) -> TrainState:
+    """Prepare whatever is missing, then fit into config.model_dir; returns the final training state.
+
+    A folder that holds a trained model is refused (FolderTaken) unless this run starts from it
+    (`resume`, or `finetune` of its own model.keras) or `overwrite` is given.
+    """
+    check_destination(config.model_dir, resume, finetune, overwrite)  # before any work, so nothing is touched
     distribute.check(config.train.distribution)  # a distribution this backend cannot run fails before any work
     pipeline.prepare(config)
     # build, compile and fit on the devices of train.distribution (jueju.distribute)
@@ -75,14 +99,20 @@ def _train(config: Config, resume: bool, finetune: str | Path | None, plan: dist
     if state.epoch >= config.train.epochs:
         log.info("already trained %d of %d epochs: raise train.epochs to train more", state.epoch, config.train.epochs)
         return state
+    (out / "evaluation.json").unlink(missing_ok=True)  # it described the model this run replaces
     vocab.save(out / "vocab.json")
     config.save_json(out / "config.json")
     lines = LineIndex.from_lines(training_lines(read_poems(data / "train.txt")), vocab)
     lines.save(out / LineIndex.FILE)
     plot_model(model, out / "model.png")
     log.info("training on %s", distribute.describe(plan))
-    log.info("training on %d %s (%d targets), validating on %d", len(train_set.y), config.dataset.context,
-             train_set.y.size, len(valid_set.y))
+    log.info(
+        "training on %d %s (%d targets), validating on %d",
+        len(train_set.y),
+        config.dataset.context,
+        train_set.y.size,
+        len(valid_set.y),
+    )
     callbacks = [Checkpointer(config, state), TrainingLog(config, vocab, state, lines)]
     callbacks += extra_callbacks(config, state)  # metrics.csv, TensorBoard
     try:
@@ -92,14 +122,37 @@ def _train(config: Config, resume: bool, finetune: str | Path | None, plan: dist
         if isinstance(data["x"], Batches):
             callbacks.append(data["x"].follow())
         with sigterm_as_interrupt():
-            model.fit(**data, epochs=config.train.epochs,
-                      initial_epoch=state.epoch, validation_data=plan.trim(valid_set.x, valid_set.y),
-                      callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)  # no progress bars in logs
+            model.fit(
+                **data,
+                epochs=config.train.epochs,
+                initial_epoch=state.epoch,
+                validation_data=plan.trim(valid_set.x, valid_set.y),
+                callbacks=callbacks,
+                verbose=1 if sys.stdout.isatty() else 2,
+            )  # no progress bars in logs
     except KeyboardInterrupt:
         save_interrupted(model, callbacks[0].state, config)
         raise  # the caller (the CLI) exits with 130 and no traceback
     plot_after_training(config)
     return callbacks[0].state
+
+
+def check_destination(out: Path, resume: bool, finetune: str | Path | None, overwrite: bool) -> None:
+    """Refuse to train into `out` when it holds a trained model this run does not start from."""
+    held = out / "model.keras"
+    if overwrite or not held.is_file():
+        return
+    if resume and numbered_checkpoints(out / "checkpoints"):
+        return  # continues that folder's own run
+    if finetune and Path(finetune).resolve() == held.resolve():
+        return  # starts from that very model
+    why = "has no checkpoint to resume from" if resume else "holds a trained model"
+    raise FolderTaken(
+        f"{out} {why} ({held.name}, e.g. the committed one), which training would replace: train a new model "
+        f"into a folder of its own with --out DIR (e.g. --out models/mine), start from this one with "
+        f"--finetune {held} --out DIR, continue its run with --resume (needs its checkpoints/), "
+        "or replace it on purpose with --overwrite"
+    )
 
 
 def training_samples(config: Config) -> Windows:
@@ -115,11 +168,20 @@ def training_data(train_set: Windows, config: Config, plan: distribute.Plan, fir
     device, `Batches` that walk on through the data (Keras cuts an epoch short at the end of arrays)."""
     settings = config.train
     if settings.steps_per_epoch and plan.replicas == 1:
-        return {"x": Batches(train_set.x, train_set.y, settings.batch_size, settings.steps_per_epoch,
-                             settings.seed, first_epoch), "shuffle": False}  # the order is Batches' own
+        return {
+            "x": Batches(
+                train_set.x, train_set.y, settings.batch_size, settings.steps_per_epoch, settings.seed, first_epoch
+            ),
+            "shuffle": False,
+        }  # the order is Batches' own
     x, y = plan.trim(train_set.x, train_set.y)
-    return {"x": x, "y": y, "batch_size": settings.batch_size, "shuffle": True,
-            "steps_per_epoch": settings.steps_per_epoch or None}
+    return {
+        "x": x,
+        "y": y,
+        "batch_size": settings.batch_size,
+        "shuffle": True,
+        "steps_per_epoch": settings.steps_per_epoch or None,
+    }
 
 
 class Batches(keras.utils.PyDataset):
@@ -132,8 +194,7 @@ class Batches(keras.utils.PyDataset):
     def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, steps: int, seed: int, first_epoch: int = 0):
         super().__init__()
         if len(y) < batch_size:
-            raise ValueError(f"train.batch_size = {batch_size} is larger than the {len(y)} training samples: "
-                             "lower it")
+            raise ValueError(f"train.batch_size = {batch_size} is larger than the {len(y)} training samples: lower it")
         self.x, self.y, self.batch_size, self.steps, self.seed = x, y, batch_size, steps, seed
         self.epoch, self.per_pass = first_epoch, len(y) // batch_size
         self._order: tuple[int, np.ndarray] | None = None
@@ -143,7 +204,7 @@ class Batches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         step = self.epoch * self.steps + index
-        rows = self.order(step // self.per_pass)[(step % self.per_pass) * self.batch_size:][:self.batch_size]
+        rows = self.order(step // self.per_pass)[(step % self.per_pass) * self.batch_size :][: self.batch_size]
         return self.x[rows], self.y[rows]
 
     def order(self, pass_number: int) -> np.ndarray:
@@ -187,26 +248,28 @@ def save_interrupted(model: keras.Model, state: TrainState, config: Config) -> P
     """
     folder = config.model_dir / "checkpoints"
     path = folder / f"epoch_{state.epoch:04d}.keras"
-    tmp = folder / f".epoch_{state.epoch:04d}.tmp.keras"
-    model.save(tmp)  # a second Ctrl-C here leaves only the temporary file, which --resume ignores
-    tmp.replace(path)
+    with atomic_path(path, suffix=".keras") as tmp:  # a second Ctrl-C here removes the temporary file
+        model.save(tmp)
     state.save(config.model_dir / "train_state.json")  # best_val_loss etc. as of the last epoch end
-    log.warning("training interrupted: saved %s; run the same command with --resume (e.g. `jueju train --resume`) "
-                "to continue at epoch %d", path, state.epoch + 1)
+    log.warning(
+        "training interrupted: saved %s; run the same command with --resume (e.g. `jueju train --resume`) "
+        "to continue at epoch %d",
+        path,
+        state.epoch + 1,
+    )
     return path
 
 
 def training_lines(poems: list[str]) -> list[str]:
     """The distinct lines of the training poems (what generation's no_copy checks against)."""
-    return sorted({line for poem in poems for line in re.split("[，。]", poem) if line})
+    return sorted({line for poem in poems for line in split_lines(poem)})
 
 
 def learning_rate(settings, steps_per_epoch: int):
     """train.learning_rate, or its cosine decay to a tenth over train.epochs of `steps_per_epoch` steps."""
     if settings.lr_schedule == "constant":
         return settings.learning_rate
-    return keras.optimizers.schedules.CosineDecay(settings.learning_rate, settings.epochs * steps_per_epoch,
-                                                  alpha=0.1)
+    return keras.optimizers.schedules.CosineDecay(settings.learning_rate, settings.epochs * steps_per_epoch, alpha=0.1)
 
 
 def _starting_point(config: Config, vocab: Vocab, resume: bool, finetune, rate) -> tuple[keras.Model, TrainState]:
@@ -224,8 +287,22 @@ def _starting_point(config: Config, vocab: Vocab, resume: bool, finetune, rate) 
         log.warning("no checkpoint in %s: starting from scratch", out / "checkpoints")
     if finetune:
         log.info("fine-tuning %s", finetune)
-        return compile_model(fit_context(load_model(finetune), config), rate), TrainState()
+        return compile_model(fit_context(finetune_start(finetune, config, vocab), config), rate), TrainState()
     return compile_model(new_model(config, vocab, config.model_window), rate), TrainState()
+
+
+def finetune_start(path: str | Path, config: Config, vocab: Vocab) -> keras.Model:
+    """The model at `path`, over this data set's vocabulary: where the model was trained on another
+    (its vocab.json beside it differs, e.g. a 五言 model fine-tuned on 七言), the tokens both share
+    carry over (model.carry_vocabulary) and the rest start fresh."""
+    model = load_model(path)
+    own = Path(path).parent / "vocab.json"
+    if not own.is_file():
+        return model  # nothing to map by: _check_compatible refuses a mismatch
+    tokens = Vocab.load(own).tokens
+    if tokens == vocab.tokens:
+        return model
+    return carry_vocabulary(model, tokens, new_model(config, vocab, model_window(model)), vocab.tokens)
 
 
 def new_model(config: Config, vocab: Vocab, window: int | None) -> keras.Model:
@@ -252,8 +329,11 @@ def latest_checkpoint(folder: Path) -> tuple[keras.Model, int] | None:
 
 def numbered_checkpoints(folder: Path) -> list[tuple[int, Path]]:
     """(epoch, path) of every epoch_<number>.keras in `folder`, oldest first."""
-    numbered = [(int(path.stem[len("epoch_"):]), path) for path in folder.glob("epoch_*.keras")
-                if path.stem[len("epoch_"):].isdecimal()]
+    numbered = [
+        (int(path.stem[len("epoch_") :]), path)
+        for path in folder.glob("epoch_*.keras")
+        if path.stem[len("epoch_") :].isdecimal()
+    ]
     return sorted(numbered)
 
 
@@ -272,13 +352,17 @@ def _reads(window: int | None) -> str:
 
 def _check_compatible(model: keras.Model, vocab: Vocab, config: Config) -> None:
     if model.output_shape[-1] != len(vocab):
-        raise ValueError(f"the model predicts {model.output_shape[-1]} tokens but the vocabulary has {len(vocab)}: "
-                         "fine-tune or resume only with the data set the model was trained on")
+        raise ValueError(
+            f"the model predicts {model.output_shape[-1]} tokens but the vocabulary has {len(vocab)}: "
+            "fine-tune or resume only with the data set the model was trained on"
+        )
     if model_window(model) != config.model_window:
-        raise ValueError(f"the model reads {_reads(model_window(model))} but the data set (dataset.context = "
-                         f"{config.dataset.context}, dataset.window = {config.dataset.window}) has "
-                         f"{_reads(config.model_window)}: resume with the settings the model was trained with, "
-                         "or --finetune it")
+        raise ValueError(
+            f"the model reads {_reads(model_window(model))} but the data set (dataset.context = "
+            f"{config.dataset.context}, dataset.window = {config.dataset.window}) has "
+            f"{_reads(config.model_window)}: resume with the settings the model was trained with, "
+            "or --finetune it"
+        )
 
 
 class Checkpointer(keras.callbacks.Callback):
@@ -298,9 +382,8 @@ class Checkpointer(keras.callbacks.Callback):
         else:
             self.state.wait += 1
         path = self.folder / f"epoch_{epoch + 1:04d}.keras"
-        tmp = self.folder / f".epoch_{epoch + 1:04d}.tmp.keras"
-        self.model.save(tmp)
-        tmp.replace(path)
+        with atomic_path(path, suffix=".keras") as tmp:
+            self.model.save(tmp)
         self.state.save(self.config.model_dir / "train_state.json")
         for _, old in numbered_checkpoints(self.folder)[:-KEEP_CHECKPOINTS]:
             old.unlink()
@@ -319,8 +402,10 @@ class TrainingLog(keras.callbacks.Callback):
         config.log_dir.mkdir(parents=True, exist_ok=True)
         self.path = config.log_dir / "model.log"
         self.first_lines = self._sample_first_lines()
-        self._write(f"##### training a {config.form} model from epoch {state.epoch + 1} "
-                    f"({time.strftime('%Y-%m-%d %H:%M:%S')}) #####")
+        self._write(
+            f"##### training a {config.form} model from epoch {state.epoch + 1} "
+            f"({time.strftime('%Y-%m-%d %H:%M:%S')}) #####"
+        )
 
     def _sample_first_lines(self) -> list[str]:
         poems = read_poems(self.config.data_dir / "valid.txt")
@@ -348,9 +433,6 @@ class TrainingLog(keras.callbacks.Callback):
             handle.write(text + "\n")
 
 
-METRICS_FIELDS = ("epoch", "loss", "val_loss", "val_perplexity", "seconds", "learning_rate")
-
-
 def extra_callbacks(config: Config, state: TrainState) -> list[keras.callbacks.Callback]:
     """logs/metrics.csv always; TensorBoard logs in logs/tensorboard with train.tensorboard = true."""
     callbacks: list[keras.callbacks.Callback] = [MetricsLog(config, state)]
@@ -362,8 +444,6 @@ def extra_callbacks(config: Config, state: TrainState) -> list[keras.callbacks.C
 def plot_after_training(config: Config) -> Path | None:
     """logs/training.png from logs/metrics.csv; a failure only warns (a picture never fails training)."""
     try:
-        from .plot import plot_training
-
         path = plot_training(config.log_dir, title=f"{config.form} model")
     except Exception as err:  # noqa: BLE001
         log.warning("could not draw the training curves: %s", err)
@@ -386,13 +466,11 @@ class MetricsLog(keras.callbacks.Callback):
         self.path = config.log_dir / "metrics.csv"
         kept = []
         if state.epoch > 0 and self.path.is_file():
-            import csv
-
             with open(self.path, newline="", encoding="utf-8") as handle:
                 for row in csv.reader(handle):
                     if row and row[0].isdecimal() and int(row[0]) <= state.epoch:
                         kept.append(",".join(row))
-        write_text_atomic(self.path, "\n".join([",".join(METRICS_FIELDS), *kept]) + "\n")
+        write_atomic(self.path, "\n".join([",".join(METRICS_FIELDS), *kept]) + "\n")
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.perf_counter()
@@ -402,8 +480,14 @@ class MetricsLog(keras.callbacks.Callback):
         seconds = time.perf_counter() - getattr(self, "started", time.perf_counter())
         loss, val_loss = float(logs.get("loss", math.nan)), float(logs.get("val_loss", math.nan))
         perplexity = math.nan if math.isnan(val_loss) else math.exp(min(val_loss, 700.0))
-        row = [str(epoch + 1), f"{loss:.6f}", f"{val_loss:.6f}", f"{perplexity:.4f}", f"{seconds:.3f}",
-               self._learning_rate(logs)]
+        row = [
+            str(epoch + 1),
+            f"{loss:.6f}",
+            f"{val_loss:.6f}",
+            f"{perplexity:.4f}",
+            f"{seconds:.3f}",
+            self._learning_rate(logs),
+        ]
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(",".join(row) + "\n")
 

@@ -4,36 +4,59 @@ The vectors are kept in word2vec's text format, which is what this project reads
 back (no pickle); gensim's own .model file is written too, for people who want to
 keep training it with gensim.
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from gensim.models import KeyedVectors, Word2Vec
 
 from .dataset import PAD_ID, Vocab
+from .files import atomic_path
 
 log = logging.getLogger(__name__)
 
 
-def train_word2vec(poems: Sequence[str], *, vector_size: int, window: int, sg: int, hs: int, negative: int,
-                   min_count: int, epochs: int, workers: int, seed: int) -> Word2Vec:
+def train_word2vec(
+    poems: Sequence[str],
+    *,
+    vector_size: int,
+    window: int,
+    sg: int,
+    hs: int,
+    negative: int,
+    min_count: int,
+    epochs: int,
+    workers: int,
+    seed: int,
+) -> Word2Vec:
     """Each poem is a sentence whose words are its characters (punctuation included)."""
     sentences = [list(poem) for poem in poems]
-    return Word2Vec(sentences, vector_size=vector_size, window=window, sg=sg, hs=hs, negative=negative,
-                    min_count=min_count, epochs=epochs, workers=workers, seed=seed)
+    return Word2Vec(
+        sentences,
+        vector_size=vector_size,
+        window=window,
+        sg=sg,
+        hs=hs,
+        negative=negative,
+        min_count=min_count,
+        epochs=epochs,
+        workers=workers,
+        seed=seed,
+    )
 
 
 def save_word2vec(model: Word2Vec, out_dir: str | Path) -> Path:
     """Write word2vec.model (gensim) and word2vec.txt (text vectors); returns the text file."""
     out_dir = Path(out_dir)
+    # not through a temporary name: gensim may write big arrays beside it (word2vec.model.*.npy), named after it
     model.save(str(out_dir / "word2vec.model"))
     text_path = out_dir / "word2vec.txt"
-    tmp = out_dir / ".word2vec.txt.tmp"
-    model.wv.save_word2vec_format(str(tmp), binary=False)
-    tmp.replace(text_path)
+    with atomic_path(text_path) as tmp:
+        model.wv.save_word2vec_format(str(tmp), binary=False)
     return text_path
 
 

@@ -1,0 +1,90 @@
+"""The model side of writing a poem: next-character log-probabilities, one character at a time.
+
+`Stepper` hides how a model reads a poem so far: a window model reads its last `window`
+ids again each step; a sequence model reads each id once, its LSTM states carried from one
+character to the next (`SequenceReader`). Nothing here knows about text or constraints.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .dataset import PAD_ID
+from .distribute import for_sampling
+from .model import model_window, stepping_model
+
+
+class Stepper:
+    """`next_logits(tokens, position)`: log-probabilities of the next id after tokens[:, :position]."""
+
+    def __init__(self, model, start_token: bool):
+        self.model = model
+        # a window model reads the last `window` ids; a sequence model (window None) the whole poem so far
+        self.window = model_window(model)
+        self.reader = SequenceReader(model, start_token) if self.window is None else None
+
+    def next_logits(self, tokens: np.ndarray, position: int) -> np.ndarray:
+        if self.reader is not None:
+            probs = self.reader(tokens, position)
+        else:
+            context = tokens[:, max(0, position - self.window) : position]
+            if context.shape[1] < self.window:
+                context = np.pad(context, ((0, 0), (self.window - context.shape[1], 0)), constant_values=PAD_ID)
+            probs = self.model.predict_on_batch(context)
+        return np.log(np.maximum(np.asarray(probs, dtype=np.float32), np.finfo(np.float32).tiny))
+
+    def forget(self) -> None:
+        """Drop what was read: the next call starts new poems."""
+        if self.reader is not None:
+            self.reader.forget()
+
+
+class SequenceReader:
+    """A sequence model's next-character probabilities after tokens[:, :position], each id read once.
+
+    It keeps every row's LSTM states after the ids it has read, so a call reads only the
+    ids written since the last one. Rows are matched to the states by the ids read (beam
+    search reorders its rows between calls); a batch it has not seen is read from the start.
+    """
+
+    def __init__(self, model, start_token: bool):
+        stepper = stepping_model(model)
+        self.step = for_sampling(stepper)
+        self.state_shapes = [(int(x.shape[-1]), x.dtype) for x in stepper.inputs[1:]]  # h and c of each LSTM
+        self.start = [PAD_ID] if start_token else []  # the start token the model was trained with
+        self.forget()
+
+    def forget(self) -> None:
+        self.read = np.zeros((0, 0), dtype=np.int32)  # (rows, ids read), start token included
+        self.states: list[np.ndarray] = []
+        self.probs = np.zeros((0, 0), dtype=np.float32)  # after the last id read
+
+    def __call__(self, tokens: np.ndarray, position: int) -> np.ndarray:
+        context = np.concatenate(
+            [
+                np.full((len(tokens), len(self.start)), PAD_ID, dtype=np.int32),
+                np.asarray(tokens[:, :position], dtype=np.int32),
+            ],
+            axis=1,
+        )
+        rows = self._rows_read(context)
+        if rows is None:
+            states, done = [np.zeros((len(context), width), dtype) for width, dtype in self.state_shapes], 0
+        else:
+            states, done = [s[rows] for s in self.states], self.read.shape[1]
+        if done == context.shape[1]:
+            probs = self.probs[rows]
+        else:
+            probs, *states = self.step.predict_on_batch([context[:, done:], *states])
+            probs, states = np.asarray(probs), [np.asarray(s) for s in states]
+        self.read, self.states, self.probs = context, states, probs
+        return probs
+
+    def _rows_read(self, context: np.ndarray) -> np.ndarray | None:
+        """For each row of `context`, a row whose states were read from the same ids; None if any has none."""
+        done = self.read.shape[1]
+        if not done or done > context.shape[1]:
+            return None
+        where = {row.tobytes(): i for i, row in enumerate(self.read)}
+        rows = [where.get(row.tobytes()) for row in context[:, :done]]
+        return None if None in rows else np.array(rows)
