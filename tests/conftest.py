@@ -62,3 +62,20 @@ def tiny_overrides(root: Path, **extra) -> list[str]:
 @pytest.fixture
 def tiny_config(tmp_path):
     return load_config(overrides=tiny_overrides(tmp_path))
+
+
+def untrained_poet(corpus: list[str]):
+    """A Poet over a small untrained model: whatever it prefers, only decoding's masks shape its poems.
+
+    Its vocabulary holds the corpus's characters and the common rhyme words, so every group has members.
+    """
+    from jueju.constraints import LineIndex
+    from jueju.dataset import Vocab
+    from jueju.generate import Poet
+    from jueju.model import build_model
+    from jueju.text import split_lines
+
+    config = load_config(overrides=["model.input=embedding", "model.lstm_units=16", "model.embedding_dim=8"])
+    vocab = Vocab.build(corpus + RHYME_WORDS, 2000)
+    train_lines = LineIndex.from_lines({line for poem in corpus for line in split_lines(poem)}, vocab)
+    return Poet(build_model(config.model, len(vocab), config.dataset.window), vocab, config, train_lines)

@@ -156,3 +156,39 @@ def test_acrostic_on_a_phone_sized_screen(browser, base_url):
     assert "4" in page.inner_text("#text-error")
     assert not failed, failed
     page.close()
+
+
+def test_keep_characters_and_a_line_then_rewrite_the_rest(browser, base_url):
+    page, failed = open_page(browser, base_url)
+    page.fill("#text", "白日依山尽")
+    page.fill("#seed", "3")
+    page.fill("#num", "1")
+    page.click("#write")
+    page.wait_for_selector(".poem")
+    first = page.locator(".poem").first
+    line_2 = first.locator(".line").nth(1)
+    line_2.locator(".ch").nth(4).click()  # line 2's rhyme character
+    first.locator(".line").nth(3).locator(".punct").click()  # the whole of line 4
+    before = [[char for char, _, _ in line] for line in poems_on(page)[0]]
+    kept = {(1, 4): before[1][4], **{(3, column): before[3][column] for column in range(5)}}
+    assert first.locator(".ch.kept").count() == 6
+    assert first.locator(".ch[aria-pressed=true]").count() == 6
+    first.locator(".revise").click()
+    sync_api.expect(page.locator(".poem .ch.kept")).to_have_count(6)  # the rewritten poem, its kept marked
+    after = poems_on(page)
+    assert len(after) == 1
+    for (line, column), char in kept.items():
+        got, classes, _ = after[0][line][column]
+        assert got == char and "kept" in classes.split()
+    assert sum("kept" in classes.split() for line in after[0] for _, classes, _ in line) == 6
+
+    page.check("input[value=template]")
+    page.fill("#text", "床前明月光，＿＿＿＿＿。举头＿＿＿，＿＿＿＿＿。")
+    page.click("#write")
+    sync_api.expect(page.locator(".poem .ch.kept")).to_have_count(7)
+    assert "".join(char for char, _, _ in poems_on(page)[0][0]) == "床前明月光"
+    page.fill("#text", "床前明月光，＿＿＿＿＿。")
+    page.click("#write")
+    sync_api.expect(page.locator("#text-error")).to_contain_text("4 lines")
+    assert not failed, failed
+    page.close()

@@ -263,12 +263,26 @@ def test_run_evaluation_end_to_end(results, tmp_path):
         assert 0 <= metrics["copy_rate"] <= 1 and 0 < metrics["distinct_1"] <= 1
     assert results["generation"]["real"]["bleu_2"] is None
     assert 0 <= results["generation"]["greedy"]["bleu_2"] <= 1
+    kept = results["templates"]
+    assert kept["poems"] + kept["failed"] == 5 and kept["poems"] >= 1
+    assert kept["kept_in_place"] == 1.0 and kept["format"] == 1.0 and kept["kept_per_poem"] > 0
     path = tmp_path / "out" / "evaluation.json"
     write_results(results, path)
     text = path.read_text("utf-8")
     assert json.loads(text) == results and "\\u" not in text  # characters written as themselves
     table = format_table(results)
-    assert all(name in table for name in ("sample", "greedy", "real", "LSTM", "trigram KN", "BLEU-2"))
+    assert all(name in table for name in ("sample", "greedy", "real", "LSTM", "trigram KN", "BLEU-2", "templates"))
+
+
+def test_test_templates_keep_a_share_and_leave_the_rhyme_ends_blank():
+    from jueju.evaluate import TEMPLATE_KEEP, sample_templates
+
+    poems = ["床前明月光，疑是地上霜。举头望明月，低头思故乡。"] * 200
+    templates = sample_templates(poems, 5, seed=1)
+    assert all(t[10] == "＿" and t[22] == "＿" for t in templates)
+    share = sum(c not in "＿，。" for t in templates for c in t) / (200 * 18)
+    assert abs(share - TEMPLATE_KEEP) < 0.03
+    assert sample_templates(poems, 5, seed=1) == templates
 
 
 @pytest.mark.slow

@@ -78,7 +78,7 @@ def test_characters_outside_the_vocabulary_are_kept_as_given(poet):
         ("moon light", "Han"),
         ("床前明月1", "Han"),
         ("床前🌙月光", "Han"),
-        (None, "first line or acrostic"),
+        (None, "a first line, acrostic characters"),
         (b"abc", "string"),
         (12345, "string"),
         ("床前明月光疑是地上霜", "5"),

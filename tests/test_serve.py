@@ -285,10 +285,18 @@ def test_a_first_line_that_does_not_rhyme_is_not_marked():
         ({"first_line": "   "}, "first_line", "empty"),
         ({"first_line": 12345}, "first_line", "string"),
         ({"first_line": "床" * 101}, "first_line", "at most 100"),
-        ({}, "first_line", "give a first line"),
-        ({"first_line": "床前明月光", "acrostic": "春夏秋冬"}, "acrostic", "not both"),
+        ({}, "first_line", "give one of: a first line"),
+        ({"first_line": "床前明月光", "acrostic": "春夏秋冬"}, "acrostic", "give one of"),
         ({"acrostic": "春夏秋"}, "acrostic", "4 Han characters"),
         ({"acrostic": "春夏秋x"}, "acrostic", "4 Han characters"),
+        ({"template": "床前明月光，＿＿＿＿＿。"}, "template", "4 lines"),
+        ({"template": "床前明月光，＿＿＿＿月。举头＿＿＿，＿＿＿＿＿。"}, "template", "level-tone"),
+        ({"template": "床前明月光，＿＿＿＿＿。举头＿＿＿，＿＿＿＿＿。", "form": 7}, "form", "decides the form"),
+        (
+            {"template": "床前明月光，＿＿＿＿＿。举头＿＿＿，＿＿＿＿＿。", "acrostic": "春夏秋冬"},
+            "template",
+            "one of",
+        ),
         ({"first_line": "床前明月光", "form": 7}, "form", "decides the form"),
         ({"acrostic": "春夏秋冬", "form": 6}, "form", "5 or 7"),
         ({"first_line": "床前明月光", "rhyme": "modern"}, "rhyme", "pingshui"),
@@ -315,6 +323,20 @@ def test_bad_input_is_a_422_naming_the_field(client, body, field, says):
     detail = response.json()["detail"][0]
     assert detail["loc"] == ["body", field]
     assert re.search(says, detail["msg"]), detail["msg"]
+
+
+@pytest.mark.parametrize(
+    "form, template",
+    [
+        (5, "床前明月光，＿＿＿＿＿。举头＿＿＿，＿＿＿＿＿。"),
+        (7, "朝辞白帝彩云间，＿＿＿＿＿＿＿。＿＿＿＿＿＿＿，＿＿＿＿＿＿还。"),
+    ],
+)
+def test_a_template_keeps_its_characters_and_picks_its_form(client, form, template):
+    data = ok(client, template=template, num=3, seed=2, rerank=2)
+    assert data["form"] == form and data["options"]["rerank"] == 2
+    for text in texts(data):
+        assert len(text) == len(template) and all(t == "＿" or t == c for t, c in zip(template, text)), text
 
 
 def test_a_form_without_a_model_is_a_422(models):

@@ -53,7 +53,7 @@ class Job:
     """One request: its rows (the same first line or acrostic `num` times) and its options."""
 
     model: Served
-    kind: Literal["first_lines", "acrostics"]
+    kind: Literal["first_lines", "acrostics", "templates"]
     rows: list[str]
     options: dict
     seed: int | None

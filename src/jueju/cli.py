@@ -103,9 +103,14 @@ def _parser() -> argparse.ArgumentParser:
     study.add_argument("--out", metavar="FILE", help="JSON results (default: <log_dir>/context_study.json)")
     study.set_defaults(run=_study)
 
-    generate = add("generate", help="write poems from first lines, or an acrostic")
+    generate = add("generate", help="write poems from first lines, an acrostic or a template")
     generate.add_argument("first_lines", nargs="*", metavar="FIRST_LINE", help="5 or 7 Han characters")
     generate.add_argument("--acrostic", metavar="CHARS", help="4 characters to open the 4 lines (藏头诗)")
+    generate.add_argument(
+        "--template",
+        metavar="POEM",
+        help="4 lines with blanks (＿ _ □) to write, the rest kept: 床前明月光，＿＿＿＿＿。举头＿＿＿，＿＿＿＿＿。",
+    )
     generate.add_argument("--form", type=int, choices=(5, 7), default=5, help="line length for --acrostic")
     options.add_flags(generate, options.NAMES)  # --num, --sampler, --temperature, ... from the options schema
     generate.add_argument("--model", metavar="DIR", help="a trained model folder (default: models/<form>)")
@@ -256,20 +261,26 @@ def _study(config, args):
 def _generate(config, args):
     from .config import FORMS
     from .generate import get_poet, normalise_first_line
+    from .preprocess import template_form
 
-    if bool(args.first_lines) == bool(args.acrostic):
-        raise ValueError("give first lines or --acrostic CHARS (not both)")
+    if sum(map(bool, (args.first_lines, args.acrostic, args.template))) != 1:
+        raise ValueError("give first lines, --acrostic CHARS or --template POEM (one of them)")
     # what the command line leaves out comes from the user's config, not the model's
     settings = {
         name: getattr(config.generate, name) if getattr(args, name) is None else getattr(args, name)
         for name in options.NAMES
     }
     num = settings.pop("num")
-    requests = [(line, len(normalise_first_line(line))) for line in args.first_lines] or [(None, args.form)]
-    for first_line, length in requests:
+    if args.first_lines:
+        requests = [({"first_line": line}, len(normalise_first_line(line))) for line in args.first_lines]
+    elif args.template:
+        requests = [({"template": args.template}, template_form(args.template))]
+    else:
+        requests = [({"acrostic": args.acrostic}, args.form)]
+    for given, length in requests:
         model_dir = args.model or config.path(config.paths.model_dir) / FORMS[length]
         poet = get_poet(model_dir)
-        print("\n".join(poet.poems(first_line, num, acrostic=args.acrostic, **settings)))
+        print("\n".join(poet.poems(num=num, **given, **settings)))
 
 
 def _serve(config, args):

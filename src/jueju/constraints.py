@@ -16,7 +16,7 @@ from functools import cached_property
 
 import numpy as np
 
-from .dataset import UNK_ID
+from .dataset import PAD_ID, UNK_ID
 from .files import atomic_path
 from .prosody import FREE_POSITIONS, TONAL_PATTERNS, allowed_mask, tones
 
@@ -64,14 +64,15 @@ class Characters(Constraint):
 
 
 class NoRepeat(Constraint):
-    """No id that already stands earlier in the row (except those in `exempt`, e.g. <unk>)."""
+    """No id that already stands elsewhere in the row, written earlier or kept later (except those in
+    `exempt`, e.g. <unk>; places not yet written hold <pad>, which no constraint allows anyway)."""
 
     def __init__(self, vocab_size: int, exempt: tuple[int, ...] = ()):
         self.vocab_size, self.exempt = vocab_size, list(exempt)
 
     def allowed(self, tokens, position):
         mask = np.ones((len(tokens), self.vocab_size), dtype=bool)
-        np.put_along_axis(mask, tokens[:, :position], False, axis=-1)
+        np.put_along_axis(mask, np.delete(tokens, position, axis=1), False, axis=-1)
         mask[:, self.exempt] = True
         return mask
 
@@ -102,11 +103,11 @@ class Rhyme(Constraint):
     def allowed(self, tokens, position):
         if position not in self.positions:
             return None
-        earlier = [p for p in self.positions if p < position]
-        if not earlier:
-            return np.broadcast_to(self.level, (len(tokens), len(self.level)))
-        # rhyme with every earlier rhyme character: 车 may rhyme 花 (麻) and 居 (鱼), but 花 and 居 do not
-        return np.stack([np.logical_and.reduce([self.rhyming(int(i)) for i in row]) for row in tokens[:, earlier]])
+        others = [p for p in self.positions if p != position]
+        # rhyme with every other rhyme character already there: written earlier, or kept later (a template's
+        # line 4 ending fixes line 2's group); 车 may rhyme 花 (麻) and 居 (鱼), but 花 and 居 do not
+        masks = [[self.rhyming(int(i)) for i in row if i != PAD_ID] for row in tokens[:, others]]
+        return np.stack([np.logical_and.reduce(row) if row else self.level for row in masks])
 
 
 class Tones(Constraint):
@@ -229,22 +230,25 @@ def choose_patterns(
     rhyme_first_line: bool = False,
     scheme: str = "pingshui",
 ) -> list[str]:
-    """A tonal template per poem: one the given first line fits best, else one drawn at random."""
+    """A tonal template per poem: one its given characters (a first line, a template's kept ones) fit
+    best, drawn at random among the best."""
     n = layout.line_length
     templates = [tonal_template(lines, n) for lines in TONAL_PATTERNS[n].values()]
     if rhyme_first_line:  # line 1 then ends in a level tone, like lines 2 and 4
         templates = [t for t in templates if t[n - 1] == "平"]
     chosen = []
     for given in givens:
-        fitting = templates
-        if all(column in given for column in range(n)):
-            misfits = [_misfits(t, given, n, scheme) for t in templates]
-            fitting = [t for t, count in zip(templates, misfits) if count == min(misfits)]
+        misfits = [_misfits(t, given, layout, scheme) for t in templates]
+        fitting = [t for t, count in zip(templates, misfits) if count == min(misfits)]
         chosen.append(fitting[rng.integers(len(fitting))])
     return chosen
 
 
-def _misfits(template: str, given: dict[int, str], line_length: int, scheme: str) -> int:
-    """Characters of the given first line whose known tones the template's first line rules out."""
-    wanted = [(template[c], tones(given[c], scheme)) for c in range(line_length)]
-    return sum(1 for tone, have in wanted if tone != "?" and have and tone not in have)
+def _misfits(template: str, given: dict[int, str], layout: Layout, scheme: str) -> int:
+    """Given characters whose known tones the template rules out at their places."""
+    count = 0
+    for position, char in given.items():
+        line, column = layout.line_and_column(position)
+        tone, have = template[line * layout.line_length + column], tones(char, scheme)
+        count += tone != "?" and bool(have) and tone not in have
+    return count

@@ -35,6 +35,7 @@ from . import prosody
 from .corpus import poem_regex
 from .dataset import PAD_ID, UNK_ID, Vocab, make_sequences, make_windows, read_poems
 from .files import write_atomic
+from .preprocess import BLANKS, template_of
 from .sampling import ConstraintError
 from .text import is_han, split_lines
 
@@ -354,25 +355,64 @@ def _rate(verdicts: list) -> tuple[float | None, int]:
 
 
 def generate_batch(
-    poet, first_lines: Sequence[str], options: dict, seed: int, batch: int = GENERATE_BATCH
+    poet, first_lines: Sequence[str], options: dict, seed: int, batch: int = GENERATE_BATCH, kind: str = "first_lines"
 ) -> list[str | None]:
-    """One poem per first line through `Poet.batch`, `batch` lines decoded together.
+    """One poem per first line (or per template, kind="templates") through `Poet.batch`, `batch` decoded together.
 
-    A chunk the constraints cannot finish is redone line by line; a line that still
-    cannot be continued gives None (counted as `failed`).
+    A chunk the constraints cannot finish is redone one by one; one that still cannot be
+    finished gives None (counted as `failed`).
     """
     poems: list[str | None] = []
     for number, start in enumerate(range(0, len(first_lines), batch)):
         chunk = list(first_lines[start : start + batch])
         try:
-            poems += poet.batch(chunk, seed=seed + number, **options)
+            poems += poet.batch(**{kind: chunk}, seed=seed + number, **options)
         except ConstraintError:
             for line in chunk:
                 try:
-                    poems += poet.batch([line], seed=seed + number, **options)
+                    poems += poet.batch(**{kind: [line]}, seed=seed + number, **options)
                 except ConstraintError:
                     poems.append(None)
     return poems
+
+
+TEMPLATE_KEEP = 0.3  # share of a test poem's characters a template keeps (drawn per poem, seeded)
+
+
+def sample_templates(poems: Sequence[str], line_length: int, seed: int) -> list[str]:
+    """Per test poem, a template keeping a random TEMPLATE_KEEP of its characters, rhyme positions
+    (the ends of lines 2 and 4) left blank so that every template can rhyme."""
+    rng = np.random.default_rng(seed)
+    n = line_length + 1
+    rhyme_ends = {2 * n - 2, 4 * n - 2}
+    templates = []
+    for poem in poems:
+        places = [i for i, char in enumerate(poem) if is_han(char) and i not in rhyme_ends]
+        keep = {p for p in places if rng.random() < TEMPLATE_KEEP}
+        templates.append(template_of(poem, keep))
+    return templates
+
+
+def template_metrics(poet, test: Sequence[str], seed: int) -> dict:
+    """Poems written from sample_templates, rhyme on: the share with every kept character in place,
+    the format, the rhyme, and the characters kept."""
+    templates = sample_templates(test, poet.line_length, seed)
+    poems = generate_batch(poet, templates, {"rhyme": "pingshui"}, seed, kind="templates")
+    done = [(poem, template) for poem, template in zip(poems, templates) if poem is not None]
+    pattern = form_pattern(poet.line_length)
+
+    def share(test) -> float:
+        return float(np.mean([bool(test(poem, template)) for poem, template in done])) if done else 0.0
+
+    return {
+        "poems": len(done),
+        "failed": len(poems) - len(done),
+        "kept_in_place": share(lambda poem, template: all(t in (p, BLANKS[0]) for t, p in zip(template, poem))),
+        "format": share(lambda poem, _: pattern.fullmatch(poem)),
+        "rhyme_pingshui": share(lambda poem, _: prosody.poem_rhymes(poem, "pingshui") is True),
+        "kept_per_poem": float(np.mean([sum(c != BLANKS[0] and is_han(c) for c in t) for t in templates])),
+        "keep_share": TEMPLATE_KEEP,
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -438,6 +478,7 @@ def run_evaluation(
     return {
         "perplexity": perplexity,
         "generation": generation,
+        "templates": template_metrics(poet, test, seed) if config.dataset.pad_start else None,
         "test_poems": len(test),
         "modes": {name: dict(options) for name, options in modes.items()},
         "seed": seed,
@@ -484,6 +525,13 @@ def format_table(results: dict) -> str:
         "rhyme: lines 2 and 4, over the poems judged (n); tonal: any standard pattern, lenient; "
         "copy: lines 2-4 found in the training corpus"
     )
+    kept = results.get("templates")
+    if kept:
+        lines.append(
+            f"templates ({kept['keep_share']:.0%} of each test poem's characters kept, rhyme on; "
+            f"{kept['poems']} poems, {kept['failed']} failed): kept in place {kept['kept_in_place']:.3f}, "
+            f"format {kept['format']:.3f}, rhyme {kept['rhyme_pingshui']:.3f}"
+        )
     return "\n".join(lines)
 
 

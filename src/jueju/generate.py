@@ -25,9 +25,19 @@ from .constraints import Characters, Constraint, LineIndex, NoCopy, NoRepeat, Rh
 from .dataset import UNK_ID, Vocab
 from .model import load_model
 from .options import OptionError
-from .preprocess import FORM_NAMES, LINE_ENDS, PoemPreprocessor, normalise_acrostic, normalise_first_line
+from .preprocess import (
+    FORM_NAMES,
+    LINE_ENDS,
+    PoemPreprocessor,
+    normalise_acrostic,
+    normalise_first_line,
+    normalise_template,
+    template_form,
+    template_of,
+)
 from .sampling import ConstraintError, Sampler, make_sampler
 from .stepper import SequenceReader, Stepper
+from .text import is_han
 
 __all__ = [
     "Poet",
@@ -36,6 +46,7 @@ __all__ = [
     "get_poet",
     "normalise_first_line",
     "normalise_acrostic",
+    "normalise_template",
     "FORM_NAMES",
     "LINE_ENDS",
     "SequenceReader",
@@ -86,37 +97,67 @@ class Poet:
         return self.poems(first_line, num=1, **options)[0]
 
     def poems(
-        self, first_line: str | None = None, num: int = 1, *, acrostic: str | None = None, **options
+        self,
+        first_line: str | None = None,
+        num: int = 1,
+        *,
+        acrostic: str | None = None,
+        template: str | None = None,
+        **options,
     ) -> list[str]:
-        """`num` poems continuing `first_line`, or with `acrostic` characters opening the four lines."""
+        """`num` poems continuing `first_line`, with `acrostic` characters opening the four lines, or
+        filling the blanks (＿) of `template`."""
         if num is None:  # here None is no default: the caller asked for a number of poems
             raise OptionError("num", f"num must be {schema.describe('num')}, got None")
         num = self.settings({**options, "num": num})["num"]
-        if (first_line is None) == (acrostic is None):
+        inputs = {"first_lines": first_line, "acrostics": acrostic, "templates": template}
+        given = {kind: [value] * num for kind, value in inputs.items() if value is not None}
+        if len(given) != 1:
             raise OptionError(
                 "first_line",
-                "give either a first line or acrostic characters (e.g. acrostic='春夏秋冬'), not both and not neither",
+                "give one of a first line, acrostic characters (e.g. acrostic='春夏秋冬') or a template "
+                "(e.g. template='床前明月光，＿＿＿＿＿。举头＿＿＿，＿＿＿＿＿。'), not several and not none",
             )
-        if first_line is not None:
-            return self.batch([first_line] * num, **options)
-        return self.batch(acrostics=[acrostic] * num, **options)
+        return self.batch(**given, **options)
+
+    def revise(
+        self, poem: str, keep: Sequence[int] = (), *, keep_lines: Sequence[int] = (), num: int = 1, **options
+    ) -> list[str]:
+        """`num` rewrites of `poem` that keep its characters at `keep` (0-based, counting Han characters
+        only) and its whole lines `keep_lines` (0-3), and write the rest anew."""
+        text = "".join(poem.split())
+        places = [position for position, char in enumerate(text) if is_han(char)]
+        n = self.line_length
+        chosen = set()
+        for field, picks, valid in (("keep", keep, len(places)), ("keep_lines", keep_lines, 4)):
+            for pick in picks:
+                if isinstance(pick, bool) or not isinstance(pick, (int, np.integer)) or not 0 <= pick < valid:
+                    raise OptionError(field, f"{field} must list whole numbers from 0 to {valid - 1}, got {pick!r}")
+                chosen |= {int(pick)} if field == "keep" else set(range(int(pick) * n, int(pick) * n + n))
+        if len(places) != 4 * n:
+            raise OptionError(
+                "poem", f"poem must be a {FORM_NAMES[n]} quatrain of {4 * n} Han characters, got {len(places)}"
+            )
+        return self.poems(template=template_of(text, {places[i] for i in chosen}), num=num, **options)
 
     def batch(
         self,
         first_lines: Sequence[str] | None = None,
         *,
         acrostics: Sequence[str] | None = None,
+        templates: Sequence[str] | None = None,
         sampler: str | Sampler | None = None,
         **options,
     ) -> list[str]:
-        """One poem per first line (or per acrostic), all decoded together as one batch.
+        """One poem per first line, acrostic or template, all decoded together as one batch.
 
         `options` are those of `options.DecodingOptions` (temperature, top_k, rhyme, tonal,
         rerank, seed, ...); those left out or None come from the model's [generate] config.
-        `sampler` is a sampler's name or a `sampling.Sampler`.
+        `sampler` is a sampler's name or a `sampling.Sampler`. With rerank > 1, each poem's
+        candidates are scored as whole poems by the model, kept characters included.
         """
         settings = self.settings({**options, "sampler": None if isinstance(sampler, Sampler) else sampler})
-        givens = self._givens(first_lines, acrostics, settings)
+        givens = self._givens(first_lines, acrostics, templates, settings)
         givens = [given for given in givens for _ in range(settings["rerank"])]
         tokens, forced = self.preprocessor.prompt(givens)
         start = self.line_length if first_lines is not None else 0
@@ -125,36 +166,43 @@ class Poet:
         chooser = sampler if isinstance(sampler, Sampler) else self._sampler(settings)
         with self._lock:
             try:
-                tokens, scores = chooser.run(self.stepper.next_logits, tokens, start, forced, allowed, rng)
+                tokens, _ = chooser.run(self.stepper.next_logits, tokens, start, forced, allowed, rng)
+                scores = self.stepper.score(tokens, start) if settings["rerank"] > 1 else np.zeros(len(tokens))
             except ConstraintError as err:
-                raise OptionError(
-                    _stuck_field(settings),
+                raise NothingFits(
+                    _stuck_field(settings, templates),
                     f"{err}: no character of this model's vocabulary fits the "
                     "rhyme, tonal and no-repeat constraints together here; try rhyme none, tonal "
-                    "off or another first line",
+                    "off or other given characters",
                 ) from None
             finally:
                 self.stepper.forget()
-        best = (scores / (self.layout.length - start)).reshape(-1, settings["rerank"]).argmax(axis=-1)
+        best = scores.reshape(-1, settings["rerank"]).argmax(axis=-1)
         rows = np.arange(len(best)) * settings["rerank"] + best
         return [self.preprocessor.decode(tokens[row], givens[row]) for row in rows]
 
     def check(
-        self, first_lines: Sequence[str] | None = None, *, acrostics: Sequence[str] | None = None, **options
+        self,
+        first_lines: Sequence[str] | None = None,
+        *,
+        acrostics: Sequence[str] | None = None,
+        templates: Sequence[str] | None = None,
+        **options,
     ) -> dict:
         """Every check `batch` makes of its input, without writing: returns the settings it would use.
 
-        Raises OptionError naming the field (first_line, acrostic or an option) of the first problem.
+        Raises OptionError naming the field (first_line, acrostic, template or an option) of the first problem.
         """
         settings = self.settings(options)
-        self._givens(first_lines, acrostics, settings)
+        self._givens(first_lines, acrostics, templates, settings)
         return settings
 
-    def _givens(self, first_lines, acrostics, settings: dict) -> list[dict[int, str]]:
-        givens = self.preprocessor.givens(first_lines, acrostics)
-        if settings["rhyme"] != "none" and settings["rhyme_first_line"]:
+    def _givens(self, first_lines, acrostics, templates, settings: dict) -> list[dict[int, str]]:
+        givens = self.preprocessor.givens(first_lines, acrostics, templates)
+        if settings["rhyme"] != "none":
+            field = "template" if templates is not None else "first_line"
             for given in givens:
-                self._check_rhyme_start(given, settings["rhyme"])
+                self._check_rhymes(given, settings["rhyme"], settings["rhyme_first_line"], field)
         return givens
 
     def settings(self, given: dict) -> dict:
@@ -202,23 +250,42 @@ class Poet:
             constraints.append(NoRepeat(len(self.vocab), exempt=(UNK_ID,)))
         return constraints
 
-    def _check_rhyme_start(self, given: dict[int, str], scheme: str) -> None:
-        """With rhyme_first_line, a given first line must end where lines 2 and 4 can rhyme with it."""
-        end = self.layout.end(0)
-        if end in given and prosody.PING not in prosody.tones(given[end], scheme):
+    def _check_rhymes(self, given: dict[int, str], scheme: str, first_line: bool, field: str) -> None:
+        """Given characters at rhyme positions must be level-tone (平) and share a rhyme group, or the
+        rhyme cannot hold: refused, naming them, before any writing."""
+        lines = (0, 1, 3) if first_line else (1, 3)
+        kept = [(line, given[self.layout.end(line)]) for line in lines if self.layout.end(line) in given]
+        for line, char in kept:
+            if prosody.PING not in prosody.tones(char, scheme):
+                where = "the first line ends" if line == 0 and field == "first_line" else f"line {line + 1} ends"
+                raise OptionError(
+                    field,
+                    f"{where} in {char!r}, which is not a level-tone (平) character known to the {scheme} table, "
+                    f"so it cannot rhyme: turn {'rhyme_first_line' if line == 0 else 'rhyme'} off or "
+                    "end it differently",
+                )
+        groups = [prosody.rhyme_groups(char, scheme) for _, char in kept]
+        if groups and not frozenset.intersection(*groups):
+            shown = "、".join(char for _, char in kept)
             raise OptionError(
-                "first_line",
-                f"the first line ends in {given[end]!r}, which is not a level-tone (平) "
-                f"character known to the {scheme} table, so lines 2 and 4 cannot rhyme "
-                "with it: turn rhyme_first_line off or end the first line differently",
+                field,
+                f"the kept rhyme characters {shown} share no rhyme group in the {scheme} "
+                "table: keep characters that rhyme, or turn rhyme off",
             )
 
 
-def _stuck_field(settings: dict) -> str:
+class NothingFits(OptionError, ConstraintError):
+    """No character satisfies the constraints somewhere: an OptionError naming the option to relax,
+    and still a sampling.ConstraintError for callers that retry in smaller batches (jueju.evaluate)."""
+
+
+def _stuck_field(settings: dict, templates) -> str:
     """The option to blame when no character fits: the last constraint asked for that cannot give way."""
     if settings["tonal"]:
         return "tonal"
-    return "rhyme" if settings["rhyme"] != "none" else "first_line"
+    if settings["rhyme"] != "none":
+        return "rhyme"
+    return "template" if templates is not None else "first_line"
 
 
 def _plain(value):
@@ -263,16 +330,26 @@ def generate_poems(
     line_length: int | None = None,
     **options,
 ) -> list[str]:
-    """`num` whole poems that begin with `first_line`, e.g. generate_poems("床前明月光", 3, seed=1)."""
+    """`num` whole poems that begin with `first_line`, e.g. generate_poems("床前明月光", 3, seed=1).
+
+    The first line's length (or the template's) picks the form's model; give line_length=7 for a 七言 acrostic.
+    """
     if line_length is None:
-        line_length = len(normalise_first_line(first_line)) if first_line is not None else 5
+        if first_line is not None:
+            line_length = len(normalise_first_line(first_line))
+        elif options.get("template") is not None:
+            line_length = template_form(options["template"])
+        else:
+            line_length = 5
     return get_poet(model_dir, line_length).poems(first_line, num, **options)
 
 
 def generate_poetry(first_line: str | None = None, *, model_dir: str | Path | None = None, **options) -> str:
     """A whole four-line poem that begins with `first_line`: generate_poetry("月暗竹亭幽，").
 
-    Or an acrostic (藏头诗): generate_poetry(acrostic="春夏秋冬") (add line_length=7 for 七言).
+    Or an acrostic (藏头诗): generate_poetry(acrostic="春夏秋冬") (add line_length=7 for 七言); or a
+    template, its blanks (＿, _ or □) written and the rest kept where it stands:
+    generate_poetry(template="床前明月光，＿＿＿＿＿。举头＿＿＿，＿＿＿＿＿。").
     Options: sampler ("greedy", "temperature", "top_k", "top_p", "beam"), temperature,
     top_k, top_p, beam_width, seed (same seed, same poem), no_repeat, rhyme ("pingshui",
     "xin", "none"), rhyme_first_line, tonal, no_copy, rerank (draw this many and keep

@@ -18,11 +18,13 @@ from .constraints import Layout
 from .corpus import to_simplified
 from .dataset import UNK_ID, Vocab
 from .options import MAX_NUM, OptionError
-from .text import PUNCTUATION, is_han
+from .text import PUNCTUATION, is_han, split_lines
 
 LINE_ENDS = ("，", "。", "，", "。")
 FORM_NAMES = {5: "五言", 7: "七言"}
 MAX_INPUT = 1000  # characters; longer input is refused before any conversion work
+BLANKS = "＿_□"  # a template's places for the model to write
+INPUTS = {"first_lines": "first_line", "acrostics": "acrostic", "templates": "template"}  # batch argument -> field
 
 
 class PoemPreprocessor:
@@ -36,11 +38,20 @@ class PoemPreprocessor:
         self.layout = Layout(line_length)
 
     def givens(
-        self, first_lines: Sequence[str] | None = None, acrostics: Sequence[str] | None = None
+        self,
+        first_lines: Sequence[str] | None = None,
+        acrostics: Sequence[str] | None = None,
+        templates: Sequence[str] | None = None,
     ) -> list[dict[int, str]]:
-        """Per poem, the characters fixed by the caller, by position."""
-        if (first_lines is None) == (acrostics is None):
-            raise OptionError("first_line", "give either first lines or acrostics, not both and not neither")
+        """Per poem, the characters fixed by the caller, by position: a first line, four line heads
+        (acrostic) or any characters of a template."""
+        inputs = {"first_lines": first_lines, "acrostics": acrostics, "templates": templates}
+        given = [name for name, values in inputs.items() if values is not None]
+        if len(given) != 1:
+            raise OptionError(
+                INPUTS[given[-1]] if given else "first_line",
+                "give one of a first line, acrostic characters or a template, not several and not none",
+            )
         if first_lines is not None:
             lines = [
                 normalise_first_line(line, self.line_length, self.simplify)
@@ -48,10 +59,15 @@ class PoemPreprocessor:
             ]
             return [dict(enumerate(line)) for line in lines]
         if not self.pad_start:
+            field = "acrostic" if acrostics is not None else "template"
             raise OptionError(
-                "acrostic",
-                "this model was trained without dataset.pad_start, so it cannot write first lines for an acrostic",
+                field, f"this model was trained without dataset.pad_start, so it cannot write first lines ({field})"
             )
+        if templates is not None:
+            return [
+                normalise_template(text, self.line_length, self.simplify)
+                for text in _sequence("template", "templates", templates)
+            ]
         heads = [normalise_acrostic(text, self.simplify) for text in _sequence("acrostic", "acrostics", acrostics)]
         return [{self.layout.start(line): char for line, char in enumerate(four)} for four in heads]
 
@@ -106,6 +122,55 @@ def normalise_first_line(text, line_length: int | None = None, simplify: bool = 
         wanted = " or ".join(f"{n} ({FORM_NAMES[n]})" for n in valid)
         raise bad(f"the first line must have {wanted} Han characters; {_clip(line)!r} has {len(line)}")
     return line
+
+
+def normalise_template(text, line_length: int | None = None, simplify: bool = True) -> dict[int, str]:
+    """A poem with blanks (＿, _ or □) where the model is to write: the kept characters by position.
+
+    "床前明月光，＿＿＿＿＿。举头＿＿＿，＿＿＿＿＿。" -> {0: 床, ..., 12: 举, 13: 头}. Four lines of 5
+    or 7 places each, split by punctuation or line breaks; raises OptionError (field template).
+    """
+
+    def bad(message: str) -> OptionError:
+        return OptionError("template", message)
+
+    if not isinstance(text, str):
+        raise bad(f"template must be a string of 4 lines with blanks (＿), got {type(text).__name__}")
+    if len(text) > MAX_INPUT:
+        raise bad(f"template is {len(text)} characters long: give 4 lines of 5 or 7 places")
+    lines = split_lines(text)
+    lengths = {len(line) for line in lines}
+    valid = (line_length,) if line_length else tuple(FORMS)
+    if len(lines) != 4 or len(lengths) != 1 or lengths.pop() not in valid:
+        wanted = " or ".join(f"{n} ({FORM_NAMES[n]})" for n in valid)
+        raise bad(
+            f"template must have 4 lines of {wanted} places each, characters or blanks ＿, split by ，。 "
+            f"(e.g. 床前明月光，＿＿＿＿＿。举头＿＿＿，＿＿＿＿＿。); got {_clip(text)!r}"
+        )
+    n = len(lines[0])
+    odd = sorted({char for line in lines for char in line if not (is_han(char) or char in BLANKS)})
+    if odd:
+        raise bad(f"template may hold only Han characters and blanks ({BLANKS}), but has {''.join(odd[:10])!r}")
+    kept = {
+        line * (n + 1) + column: char
+        for line, text_ in enumerate(lines)
+        for column, char in enumerate(text_)
+        if char not in BLANKS
+    }
+    if len(kept) == 4 * n:
+        raise bad("template has no blank (＿) to write: leave blank the characters to write")
+    return {position: to_simplified(char) if simplify else char for position, char in kept.items()}
+
+
+def template_form(text) -> int:
+    """The line length (5 or 7) of a valid template; raises OptionError as normalise_template does."""
+    normalise_template(text, simplify=False)
+    return len(split_lines(text)[0])
+
+
+def template_of(poem: str, keep: set[int]) -> str:
+    """`poem` as a template that keeps the characters at `keep` (positions in the poem text) and blanks the rest."""
+    return "".join(char if position in keep or not is_han(char) else BLANKS[0] for position, char in enumerate(poem))
 
 
 def normalise_acrostic(text, simplify: bool = True) -> str:

@@ -2,7 +2,7 @@
 
 * `GET /` -- one self-contained page (web/index.html: no CDN, no external font).
 * `GET /api/health` -- which models and vocabularies are loaded.
-* `POST /api/poems` -- poems from a first line or an acrostic, each character annotated
+* `POST /api/poems` -- poems from a first line, an acrostic or a template, each character annotated
   with its tone and the rhyme characters with their rhyme groups.
 * `GET /docs` -- the OpenAPI description of both (request and response schemas).
 
@@ -44,7 +44,7 @@ from .batcher import Batcher, Job, QueueFull
 from .config import FORMS, PROJECT_ROOT, Config, config_from_dict
 from .generate import FORM_NAMES, Poet
 from .options import OptionError
-from .preprocess import normalise_first_line
+from .preprocess import INPUTS, normalise_first_line, template_form
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ SERVE_ENV = "JUEJU_SERVE"  # the config and model folders handed to each worker 
 # Schemas (pydantic: they are what /docs shows)
 # ---------------------------------------------------------------------------------------------
 class PoemInput(BaseModel):
-    """Give `first_line` or `acrostic`; every option left out takes the model's [generate] default."""
+    """Give `first_line`, `acrostic` or `template`; every option left out takes the model's [generate] default."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -65,6 +65,7 @@ class PoemInput(BaseModel):
             "examples": [
                 {"first_line": "床前明月光", "num": 2, "seed": 7},
                 {"acrostic": "春夏秋冬", "form": 7, "rhyme": "pingshui", "tonal": True},
+                {"template": "床前明月光，＿＿＿＿＿。举头＿＿＿，＿＿＿＿＿。", "rerank": 4},
             ]
         },
     )
@@ -79,11 +80,16 @@ class PoemInput(BaseModel):
     acrostic: str | None = Field(
         None, max_length=MAX_TEXT, description="4 Han characters that open the 4 lines (藏头诗)"
     )
+    template: str | None = Field(
+        None,
+        max_length=MAX_TEXT,
+        description="4 lines of 5 or 7 places: Han characters to keep where they stand, blanks (＿ _ □) to write",
+    )
     form: Literal[5, 7] | None = Field(
         None,
         description=(
             "characters per line: with an acrostic it picks the model (default: the server's first model); "
-            "with a first line it may be left out, and must match the line's length if given"
+            "with a first line or a template it may be left out, and must match its length if given"
         ),
     )
     num: int = Field(1, ge=1, le=MAX_POEMS, description=f"poems to write (at most {MAX_POEMS})")
@@ -239,26 +245,28 @@ class Service:
 
     def job(self, request: PoemRequest) -> Job:
         """The request as a job for the batcher, checked by the model's own Poet (OptionError names the field)."""
-        if request.first_line is not None and request.acrostic is not None:
-            raise OptionError("acrostic", "give a first line or acrostic characters, not both")
-        if request.first_line is None and request.acrostic is None:
+        inputs = {"first_lines": request.first_line, "acrostics": request.acrostic, "templates": request.template}
+        given = {kind: text for kind, text in inputs.items() if text is not None}
+        if len(given) != 1:
             raise OptionError(
-                "first_line",
-                "give a first line of 5 or 7 Han characters (e.g. 床前明月光), "
-                "or 4 acrostic characters (e.g. 春夏秋冬)",
+                INPUTS[list(given)[-1]] if given else "first_line",
+                "give one of: a first line of 5 or 7 Han characters (e.g. 床前明月光), 4 acrostic characters "
+                "(e.g. 春夏秋冬) or a template (e.g. 床前明月光，＿＿＿＿＿。举头＿＿＿，＿＿＿＿＿。)",
             )
-        if request.first_line is not None:
-            kind, given = "first_lines", normalise_first_line(request.first_line)  # its length picks the model
-            if request.form is not None and request.form != len(given):
+        ((kind, given),) = given.items()
+        if kind == "acrostics":
+            model = self._model(request.form or self.default_form, "form")
+        else:  # a first line's or a template's own length picks the model
+            if kind == "first_lines":
+                given = normalise_first_line(given)
+            form = len(given) if kind == "first_lines" else template_form(given)
+            if request.form is not None and request.form != form:
                 raise OptionError(
                     "form",
-                    f"form {request.form} ({FORM_NAMES[request.form]}) was asked for, but "
-                    f"the first line has {len(given)} characters: the first line decides the form",
+                    f"form {request.form} ({FORM_NAMES[request.form]}) was asked for, but the "
+                    f"{INPUTS[kind].replace('_', ' ')} has {form} characters a line: it decides the form",
                 )
-            model = self._model(len(given), "first_line")
-        else:
-            kind, given = "acrostics", request.acrostic
-            model = self._model(request.form or self.default_form, "form")
+            model = self._model(form, INPUTS[kind])
         asked = request.model_dump(include=set(options.DECODING), exclude_none=True)
         settings = model.poet.check(**{kind: [given]}, **asked)
         seed = settings.pop("seed")
@@ -410,7 +418,7 @@ def create_app(
         },
     )
     async def poems(request: PoemRequest):
-        """Poems from `first_line` or `acrostic`, annotated with tones and rhyme groups."""
+        """Poems from `first_line`, `acrostic` or `template`, annotated with tones and rhyme groups."""
         try:
             job = service.job(request)
             future = batcher.submit(job)
