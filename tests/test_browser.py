@@ -192,3 +192,20 @@ def test_keep_characters_and_a_line_then_rewrite_the_rest(browser, base_url):
     sync_api.expect(page.locator("#text-error")).to_contain_text("4 lines")
     assert not failed, failed
     page.close()
+
+
+def test_keywords_mode_writes_every_keyword_within_a_line(browser, base_url):
+    page, failed = open_page(browser, base_url)
+    page.check("input[value=keywords]")
+    page.fill("#text", "秋，故乡")
+    page.fill("#seed", "4")
+    page.click("#write")
+    page.wait_for_selector(".poem")
+    for poem in poems_on(page):
+        lines = ["".join(char for char, _, _ in line) for line in poem]
+        assert any("秋" in line for line in lines) and any("故乡" in line for line in lines), lines
+    page.fill("#text", "秋天的月")
+    page.click("#write")
+    sync_api.expect(page.locator("#text-error")).to_contain_text("1 or 2 Han characters")
+    assert not failed, failed
+    page.close()

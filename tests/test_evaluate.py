@@ -266,12 +266,16 @@ def test_run_evaluation_end_to_end(results, tmp_path):
     kept = results["templates"]
     assert kept["poems"] + kept["failed"] == 5 and kept["poems"] >= 1
     assert kept["kept_in_place"] == 1.0 and kept["format"] == 1.0 and kept["kept_per_poem"] > 0
+    words = results["keywords"]
+    assert words["poems"] == 5 and words["keywords_present"] == 1.0 and words["format"] == 1.0
+    assert words["log_prob_per_position"] < 0 and words["log_prob_per_position_without_keywords"] < 0
     path = tmp_path / "out" / "evaluation.json"
     write_results(results, path)
     text = path.read_text("utf-8")
     assert json.loads(text) == results and "\\u" not in text  # characters written as themselves
     table = format_table(results)
-    assert all(name in table for name in ("sample", "greedy", "real", "LSTM", "trigram KN", "BLEU-2", "templates"))
+    for name in ("sample", "greedy", "real", "LSTM", "trigram KN", "BLEU-2", "templates", "keywords"):
+        assert name in table
 
 
 def test_test_templates_keep_a_share_and_leave_the_rhyme_ends_blank():
@@ -302,3 +306,14 @@ def test_generate_batch_writes_one_poem_per_first_line(trained):
 def test_run_evaluation_refuses_a_missing_split(trained, tmp_path):
     with pytest.raises(FileNotFoundError, match="jueju prepare"):
         run_evaluation(trained / "models" / "wuyan", tmp_path, modes={})
+
+
+def test_sample_keywords_come_from_the_poem_and_avoid_the_rhyme_ends():
+    from jueju.evaluate import sample_keywords
+
+    poem = "床前明月光，疑是地上霜。举头望明月，低头思故乡。"
+    lines = poem.replace("。", "，").split("，")[:4]
+    for words in sample_keywords([poem] * 50, 5, seed=2):
+        assert 1 <= len(words) <= 2 and len(words[0]) == 2
+        for word in words:
+            assert any(word in line[:4] for line in lines), word  # never a line's last character

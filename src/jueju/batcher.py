@@ -53,7 +53,7 @@ class Job:
     """One request: its rows (the same first line or acrostic `num` times) and its options."""
 
     model: Served
-    kind: Literal["first_lines", "acrostics", "templates"]
+    kind: Literal["first_lines", "acrostics", "templates", "keywords"]
     rows: list[str]
     options: dict
     seed: int | None
@@ -62,7 +62,8 @@ class Job:
 
     @property
     def key(self) -> tuple:
-        return (self.model.form, self.kind, tuple(sorted(self.options.items())))
+        first = self.rows[0] if self.kind == "keywords" else None  # keyword jobs share a call only when equal
+        return (self.model.form, self.kind, tuple(sorted(self.options.items())), first)
 
 
 class Batcher:
@@ -208,4 +209,8 @@ class Batcher:
 
 
 def _generate(poet: Poet, kind: str, rows: list[str], seed: int | None, options: dict) -> list[str]:
+    if kind == "keywords":  # equal requests only (the keywords and first line are in the job's key)
+        options = dict(options)
+        keywords = options.pop("keywords").split(",")
+        return poet.poems(rows[0] or None, len(rows), keywords=keywords, seed=seed, **options)
     return poet.batch(**{kind: rows}, seed=seed, **options)

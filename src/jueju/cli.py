@@ -111,7 +111,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="POEM",
         help="4 lines with blanks (＿ _ □) to write, the rest kept: 床前明月光，＿＿＿＿＿。举头＿＿＿，＿＿＿＿＿。",
     )
-    generate.add_argument("--form", type=int, choices=(5, 7), default=5, help="line length for --acrostic")
+    generate.add_argument(
+        "--keywords", metavar="WORDS", help="1-4 keywords of 1-2 characters, each within one line: 秋,月,故乡"
+    )
+    generate.add_argument(
+        "--form", type=int, choices=(5, 7), default=5, help="line length for --acrostic or --keywords alone"
+    )
     options.add_flags(generate, options.NAMES)  # --num, --sampler, --temperature, ... from the options schema
     generate.add_argument("--model", metavar="DIR", help="a trained model folder (default: models/<form>)")
     generate.set_defaults(run=_generate)
@@ -263,8 +268,14 @@ def _generate(config, args):
     from .generate import get_poet, normalise_first_line
     from .preprocess import template_form
 
-    if sum(map(bool, (args.first_lines, args.acrostic, args.template))) != 1:
-        raise ValueError("give first lines, --acrostic CHARS or --template POEM (one of them)")
+    if (
+        sum(map(bool, (args.first_lines, args.acrostic, args.template))) + bool(args.keywords and not args.first_lines)
+        != 1
+    ):
+        raise ValueError(
+            "give first lines, --acrostic CHARS, --template POEM or --keywords WORDS (one of them; "
+            "--keywords may follow first lines)"
+        )
     # what the command line leaves out comes from the user's config, not the model's
     settings = {
         name: getattr(config.generate, name) if getattr(args, name) is None else getattr(args, name)
@@ -275,8 +286,12 @@ def _generate(config, args):
         requests = [({"first_line": line}, len(normalise_first_line(line))) for line in args.first_lines]
     elif args.template:
         requests = [({"template": args.template}, template_form(args.template))]
-    else:
+    elif args.acrostic:
         requests = [({"acrostic": args.acrostic}, args.form)]
+    else:
+        requests = [({}, args.form)]
+    if args.keywords:
+        requests = [({**given, "keywords": args.keywords}, length) for given, length in requests]
     for given, length in requests:
         model_dir = args.model or config.path(config.paths.model_dir) / FORMS[length]
         poet = get_poet(model_dir)

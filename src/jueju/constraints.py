@@ -106,7 +106,8 @@ class Rhyme(Constraint):
         others = [p for p in self.positions if p != position]
         # rhyme with every other rhyme character already there: written earlier, or kept later (a template's
         # line 4 ending fixes line 2's group); 车 may rhyme 花 (麻) and 居 (鱼), but 花 and 居 do not
-        masks = [[self.rhyming(int(i)) for i in row if i != PAD_ID] for row in tokens[:, others]]
+        # (<pad>: not written yet; <unk>: a kept character the vocabulary lacks, which nothing can rhyme with here)
+        masks = [[self.rhyming(int(i)) for i in row if i not in (PAD_ID, UNK_ID)] for row in tokens[:, others]]
         return np.stack([np.logical_and.reduce(row) if row else self.level for row in masks])
 
 
@@ -232,16 +233,29 @@ def choose_patterns(
 ) -> list[str]:
     """A tonal template per poem: one its given characters (a first line, a template's kept ones) fit
     best, drawn at random among the best."""
-    n = layout.line_length
-    templates = [tonal_template(lines, n) for lines in TONAL_PATTERNS[n].values()]
-    if rhyme_first_line:  # line 1 then ends in a level tone, like lines 2 and 4
-        templates = [t for t in templates if t[n - 1] == "平"]
+    templates = standard_templates(layout, rhyme_first_line)
     chosen = []
     for given in givens:
         misfits = [_misfits(t, given, layout, scheme) for t in templates]
         fitting = [t for t, count in zip(templates, misfits) if count == min(misfits)]
         chosen.append(fitting[rng.integers(len(fitting))])
     return chosen
+
+
+def standard_templates(layout: Layout, rhyme_first_line: bool = False) -> list[str]:
+    """The form's standard tonal patterns as templates (with rhyme_first_line, those whose line 1 ends level)."""
+    n = layout.line_length
+    templates = [tonal_template(lines, n) for lines in TONAL_PATTERNS[n].values()]
+    if rhyme_first_line:  # line 1 then ends in a level tone, like lines 2 and 4
+        templates = [t for t in templates if t[n - 1] == "平"]
+    return templates
+
+
+def tonal_misfits(
+    given: dict[int, str], layout: Layout, rhyme_first_line: bool = False, scheme: str = "pingshui"
+) -> int:
+    """The fewest given characters that a standard tonal pattern rules out (0: some pattern fits them all)."""
+    return min(_misfits(t, given, layout, scheme) for t in standard_templates(layout, rhyme_first_line))
 
 
 def _misfits(template: str, given: dict[int, str], layout: Layout, scheme: str) -> int:

@@ -35,7 +35,7 @@ from . import prosody
 from .corpus import poem_regex
 from .dataset import PAD_ID, UNK_ID, Vocab, make_sequences, make_windows, read_poems
 from .files import write_atomic
-from .preprocess import BLANKS, template_of
+from .preprocess import BLANKS, normalise_template, template_of
 from .sampling import ConstraintError
 from .text import is_han, split_lines
 
@@ -393,6 +393,56 @@ def sample_templates(poems: Sequence[str], line_length: int, seed: int) -> list[
     return templates
 
 
+KEYWORD_POEMS = 200  # test poems whose keywords are written into new poems (each costs KEYWORD_PLANS poems)
+
+
+def sample_keywords(poems: Sequence[str], line_length: int, seed: int) -> list[list[str]]:
+    """Per test poem, two keywords drawn from it: two characters together from one line and one
+    character from another, never a line's last (rhyme) character."""
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for poem in poems:
+        lines = split_lines(poem)
+        first, second = rng.choice(4, size=2, replace=False)
+        column = int(rng.integers(line_length - 2))  # the pair ends before the line's last character
+        pair, single = lines[first][column : column + 2], lines[second][int(rng.integers(line_length - 1))]
+        chosen.append([pair, single] if single not in pair else [pair])
+    return chosen
+
+
+def keyword_metrics(poet, test: Sequence[str], seed: int) -> dict:
+    """Poems written for keywords drawn from test poems (sample_keywords), rhyme on: the share with every
+    keyword within one line, the format, the rhyme, and the model's mean log-probability per position
+    beside poems written from nothing (every place blank): the keywords' cost in fluency."""
+    keywords = sample_keywords(test[:KEYWORD_POEMS], poet.line_length, seed)
+    options = {"rhyme": "pingshui", "seed": seed}
+    poems = [poet.poems(keywords=words, **options)[0] for words in keywords]
+    blank = poet.preprocessor.template({})
+    free = generate_batch(poet, [blank] * len(keywords), {"rhyme": "pingshui"}, seed, kind="templates")
+    free = [poem for poem in free if poem is not None]
+    pattern = form_pattern(poet.line_length)
+
+    def fluency(written: list[str]) -> float:
+        return float(poet.stepper.score(np.stack([poet.vocab.encode(poem) for poem in written]), 0).mean())
+
+    return {
+        "poems": len(poems),
+        "keywords_present": float(
+            np.mean(
+                [
+                    all(any(w in line for line in split_lines(poem)) for w in words)
+                    for poem, words in zip(poems, keywords)
+                ]
+            )
+        ),
+        "format": float(np.mean([bool(pattern.fullmatch(poem)) for poem in poems])),
+        "rhyme_pingshui": float(np.mean([prosody.poem_rhymes(poem, "pingshui") is True for poem in poems])),
+        "log_prob_per_position": fluency(poems),
+        "log_prob_per_position_without_keywords": fluency(free),
+        "samples": [{"keywords": words, "poem": poem} for words, poem in zip(keywords[:5], poems[:5])],
+    }
+
+
 def template_metrics(poet, test: Sequence[str], seed: int) -> dict:
     """Poems written from sample_templates, rhyme on: the share with every kept character in place,
     the format, the rhyme, and the characters kept."""
@@ -407,7 +457,9 @@ def template_metrics(poet, test: Sequence[str], seed: int) -> dict:
     return {
         "poems": len(done),
         "failed": len(poems) - len(done),
-        "kept_in_place": share(lambda poem, template: all(t in (p, BLANKS[0]) for t, p in zip(template, poem))),
+        "kept_in_place": share(
+            lambda poem, template: all(poem[p] == c for p, c in normalise_template(template, poet.line_length).items())
+        ),
         "format": share(lambda poem, _: pattern.fullmatch(poem)),
         "rhyme_pingshui": share(lambda poem, _: prosody.poem_rhymes(poem, "pingshui") is True),
         "kept_per_poem": float(np.mean([sum(c != BLANKS[0] and is_han(c) for c in t) for t in templates])),
@@ -479,6 +531,7 @@ def run_evaluation(
         "perplexity": perplexity,
         "generation": generation,
         "templates": template_metrics(poet, test, seed) if config.dataset.pad_start else None,
+        "keywords": keyword_metrics(poet, test, seed) if config.dataset.pad_start else None,
         "test_poems": len(test),
         "modes": {name: dict(options) for name, options in modes.items()},
         "seed": seed,
@@ -531,6 +584,14 @@ def format_table(results: dict) -> str:
             f"templates ({kept['keep_share']:.0%} of each test poem's characters kept, rhyme on; "
             f"{kept['poems']} poems, {kept['failed']} failed): kept in place {kept['kept_in_place']:.3f}, "
             f"format {kept['format']:.3f}, rhyme {kept['rhyme_pingshui']:.3f}"
+        )
+    words = results.get("keywords")
+    if words:
+        lines.append(
+            f"keywords (two drawn from each of {words['poems']} test poems, rhyme on): present "
+            f"{words['keywords_present']:.3f}, format {words['format']:.3f}, rhyme {words['rhyme_pingshui']:.3f}; "
+            f"log-probability per position {words['log_prob_per_position']:.3f} "
+            f"(without keywords {words['log_prob_per_position_without_keywords']:.3f})"
         )
     return "\n".join(lines)
 

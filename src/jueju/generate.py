@@ -25,6 +25,7 @@ from .constraints import Characters, Constraint, LineIndex, NoCopy, NoRepeat, Rh
 from .dataset import UNK_ID, Vocab
 from .model import load_model
 from .options import OptionError
+from .plan import normalise_keywords, plans
 from .preprocess import (
     FORM_NAMES,
     LINE_ENDS,
@@ -52,6 +53,9 @@ __all__ = [
     "SequenceReader",
     "OptionError",
 ]
+
+
+KEYWORD_PLANS = 8  # plans drawn, and poems written, per keyword poem asked for (at least rerank)
 
 
 class Poet:
@@ -103,22 +107,61 @@ class Poet:
         *,
         acrostic: str | None = None,
         template: str | None = None,
+        keywords: Sequence[str] | str | None = None,
         **options,
     ) -> list[str]:
         """`num` poems continuing `first_line`, with `acrostic` characters opening the four lines, or
-        filling the blanks (＿) of `template`."""
+        filling the blanks (＿) of `template`; with `keywords` (alone or after a first line), each
+        keyword stands within one line of every poem."""
         if num is None:  # here None is no default: the caller asked for a number of poems
             raise OptionError("num", f"num must be {schema.describe('num')}, got None")
         num = self.settings({**options, "num": num})["num"]
+        if keywords is not None:
+            if acrostic is not None or template is not None:
+                field = "acrostic" if acrostic is not None else "template"
+                raise OptionError(
+                    field,
+                    "keywords combine with a first line (or stand alone), not with an "
+                    f"{field}: keep the characters you want in the {field} instead",
+                )
+            return self._keyword_poems(first_line, num, keywords, options)
         inputs = {"first_lines": first_line, "acrostics": acrostic, "templates": template}
         given = {kind: [value] * num for kind, value in inputs.items() if value is not None}
         if len(given) != 1:
             raise OptionError(
                 "first_line",
-                "give one of a first line, acrostic characters (e.g. acrostic='春夏秋冬') or a template "
-                "(e.g. template='床前明月光，＿＿＿＿＿。举头＿＿＿，＿＿＿＿＿。'), not several and not none",
+                "give one of a first line, acrostic characters (e.g. acrostic='春夏秋冬'), a template "
+                "(e.g. template='床前明月光，＿＿＿＿＿。举头＿＿＿，＿＿＿＿＿。') or keywords, "
+                "not several and not none",
             )
         return self.batch(**given, **options)
+
+    def _keyword_poems(self, first_line: str | None, num: int, keywords, options: dict) -> list[str]:
+        """Per poem, KEYWORD_PLANS plans (plan.plans: where each keyword stands), a poem written for
+        each as a template, and the one the model finds most probable as a whole kept."""
+        settings = self.settings(options)
+        words = normalise_keywords(keywords, self.config.corpus.simplify)
+        given = {}
+        if first_line is not None:
+            given = dict(enumerate(normalise_first_line(first_line, self.line_length, self.config.corpus.simplify)))
+        draws = max(settings["rerank"], KEYWORD_PLANS)
+        rng = np.random.default_rng(settings["seed"])
+        drafts = plans(
+            words,
+            self.layout,
+            num * draws,
+            rng,
+            given,
+            settings["rhyme"],
+            settings["rhyme_first_line"],
+            settings["tonal"],
+        )
+        templates = [self.preprocessor.template(draft) for draft in drafts]
+        written = self.batch(templates=templates, **{**options, "rerank": 1})
+        with self._lock:
+            scores = self.stepper.score(np.stack([self.vocab.encode(poem) for poem in written]), 0)
+        best = scores.reshape(num, draws).argmax(axis=-1) + np.arange(num) * draws
+        return [written[row] for row in best]
 
     def revise(
         self, poem: str, keep: Sequence[int] = (), *, keep_lines: Sequence[int] = (), num: int = 1, **options

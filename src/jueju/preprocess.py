@@ -81,6 +81,11 @@ class PoemPreprocessor:
                 tokens[row, position] = forced[row, position] = self.vocab.ids.get(char, UNK_ID)  # <unk> if unknown
         return tokens, forced
 
+    def template(self, given: dict[int, str]) -> str:
+        """The template that keeps `given` (characters by position) and leaves the rest blank."""
+        marks = {self.layout.end(line) + 1: mark for line, mark in enumerate(LINE_ENDS)}
+        return "".join(marks.get(p) or given.get(p, BLANKS[0]) for p in range(self.layout.length))
+
     def punctuation(self) -> np.ndarray:
         """Per position: the punctuation id that must stand there, or -1 for a character."""
         forced = np.full(self.layout.length, -1, dtype=np.int32)

@@ -44,6 +44,7 @@ from .batcher import Batcher, Job, QueueFull
 from .config import FORMS, PROJECT_ROOT, Config, config_from_dict
 from .generate import FORM_NAMES, Poet
 from .options import OptionError
+from .plan import MAX_KEYWORDS, normalise_keywords
 from .preprocess import INPUTS, normalise_first_line, template_form
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class PoemInput(BaseModel):
                 {"first_line": "床前明月光", "num": 2, "seed": 7},
                 {"acrostic": "春夏秋冬", "form": 7, "rhyme": "pingshui", "tonal": True},
                 {"template": "床前明月光，＿＿＿＿＿。举头＿＿＿，＿＿＿＿＿。", "rerank": 4},
+                {"keywords": ["秋", "月", "故乡"], "tonal": True},
             ]
         },
     )
@@ -84,6 +86,11 @@ class PoemInput(BaseModel):
         None,
         max_length=MAX_TEXT,
         description="4 lines of 5 or 7 places: Han characters to keep where they stand, blanks (＿ _ □) to write",
+    )
+    keywords: list[str] | None = Field(
+        None,
+        max_length=MAX_KEYWORDS,
+        description="1-4 keywords of 1-2 Han characters, each written within one line (alone or after first_line)",
     )
     form: Literal[5, 7] | None = Field(
         None,
@@ -245,6 +252,8 @@ class Service:
 
     def job(self, request: PoemRequest) -> Job:
         """The request as a job for the batcher, checked by the model's own Poet (OptionError names the field)."""
+        if request.keywords is not None:
+            return self._keyword_job(request)
         inputs = {"first_lines": request.first_line, "acrostics": request.acrostic, "templates": request.template}
         given = {kind: text for kind, text in inputs.items() if text is not None}
         if len(given) != 1:
@@ -273,6 +282,27 @@ class Service:
         del settings["num"]
         loop = asyncio.get_running_loop()
         return Job(model, kind, [given] * request.num, settings, seed, loop.create_future(), loop.time())
+
+    def _keyword_job(self, request: PoemRequest) -> Job:
+        """Keywords, alone or after a first line: one Poet.poems call per group of equal requests."""
+        if request.acrostic is not None or request.template is not None:
+            field = "acrostic" if request.acrostic is not None else "template"
+            raise OptionError(field, f"keywords combine with a first line (or stand alone), not with an {field}")
+        first_line = normalise_first_line(request.first_line) if request.first_line is not None else None
+        form = len(first_line) if first_line else request.form or self.default_form
+        if first_line and request.form is not None and request.form != form:
+            raise OptionError("form", f"form {request.form} was asked for, but the first line has {form} characters")
+        model = self._model(form, "first_line" if first_line else "form")
+        words = normalise_keywords(request.keywords, model.poet.config.corpus.simplify)
+        asked = request.model_dump(include=set(options.DECODING), exclude_none=True)
+        settings = model.poet.check([first_line], **asked) if first_line else model.poet.settings(asked)
+        seed = settings.pop("seed")
+        del settings["num"]
+        loop = asyncio.get_running_loop()
+        job_options = {**settings, "keywords": ",".join(words)}
+        return Job(
+            model, "keywords", [first_line or ""] * request.num, job_options, seed, loop.create_future(), loop.time()
+        )
 
     def _model(self, form: int, field_name: str) -> LoadedModel:
         if form not in self.models:
