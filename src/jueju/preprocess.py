@@ -122,9 +122,8 @@ def normalise_first_line(text, line_length: int | None = None, simplify: bool = 
         raise bad(f"the first line may hold only Han characters, but has {shown!r} in {_clip(text)!r}")
     if simplify:
         line = to_simplified(line)
-    valid = (line_length,) if line_length else tuple(FORMS)
+    valid, wanted = _forms(line_length)
     if len(line) not in valid:
-        wanted = " or ".join(f"{n} ({FORM_NAMES[n]})" for n in valid)
         raise bad(f"the first line must have {wanted} Han characters; {_clip(line)!r} has {len(line)}")
     return line
 
@@ -145,9 +144,8 @@ def normalise_template(text, line_length: int | None = None, simplify: bool = Tr
         raise bad(f"template is {len(text)} characters long: give 4 lines of 5 or 7 places")
     lines = split_lines(text)
     lengths = {len(line) for line in lines}
-    valid = (line_length,) if line_length else tuple(FORMS)
+    valid, wanted = _forms(line_length)
     if len(lines) != 4 or len(lengths) != 1 or lengths.pop() not in valid:
-        wanted = " or ".join(f"{n} ({FORM_NAMES[n]})" for n in valid)
         raise bad(
             f"template must have 4 lines of {wanted} places each, characters or blanks ＿, split by ，。 "
             f"(e.g. 床前明月光，＿＿＿＿＿。举头＿＿＿，＿＿＿＿＿。); got {_clip(text)!r}"
@@ -189,6 +187,12 @@ def normalise_acrostic(text, simplify: bool = True) -> str:
     if not_han or len(heads) != 4:
         raise OptionError("acrostic", f"acrostic must be 4 Han characters, e.g. 春夏秋冬; got {_clip(text)!r}")
     return to_simplified(heads) if simplify else heads
+
+
+def _forms(line_length: int | None) -> tuple[tuple[int, ...], str]:
+    """The line lengths valid here (one, or every form's), and them in words: "5 (五言) or 7 (七言)"."""
+    valid = (line_length,) if line_length else tuple(FORMS)
+    return valid, " or ".join(f"{n} ({FORM_NAMES[n]})" for n in valid)
 
 
 def _sequence(field: str, argument: str, values) -> list:

@@ -70,22 +70,6 @@ class SequenceReader:
         self.start = [PAD_ID] if start_token else []  # the start token the model was trained with
         self.forget()
 
-    def score(self, tokens: np.ndarray, start: int) -> np.ndarray:
-        """Per row, the mean log-probability of tokens[:, start:], read as whole poems in one model call
-        (what reranking compares: kept characters and punctuation count as much as written ones)."""
-        rows, length = tokens.shape
-        if self.window is None:  # the full model predicts every position of the poem read once
-            offset = len(self.reader.start)  # with a start token, prediction k is of tokens[:, k]
-            ids = np.concatenate([np.full((rows, offset), PAD_ID, dtype=np.int32), tokens[:, :-1]], axis=1)
-            probs = np.asarray(self.model.predict_on_batch(ids))[:, start - 1 + offset :]
-        else:
-            padded = np.pad(tokens, ((0, 0), (self.window, 0)), constant_values=PAD_ID)
-            windows = np.stack([padded[:, p : p + self.window] for p in range(start, length)], axis=1)
-            probs = np.asarray(self.model.predict_on_batch(windows.reshape(-1, self.window)))
-            probs = probs.reshape(rows, length - start, -1)
-        chosen = np.take_along_axis(probs, tokens[:, start:, None], axis=-1)[..., 0]
-        return np.log(np.maximum(chosen, np.finfo(np.float32).tiny)).mean(axis=-1)
-
     def forget(self) -> None:
         self.read = np.zeros((0, 0), dtype=np.int32)  # (rows, ids read), start token included
         self.states: list[np.ndarray] = []
