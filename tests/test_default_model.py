@@ -1,14 +1,26 @@
-"""The trained model committed under models/wuyan works right after set-up, with no training."""
+"""The trained models committed under models/ (五言 wuyan, 七言 qiyan) work right after set-up, with no training."""
 
 import re
 
 import pytest
 
-from jueju.config import PROJECT_ROOT
+from jueju.config import FORMS, PROJECT_ROOT
 
 MODEL = PROJECT_ROOT / "models" / "wuyan"
 FIVE = re.compile(r"^([\u4e00-\u9fff]{5}[，。]){4}$")
 pytestmark = pytest.mark.skipif(not (MODEL / "model.keras").is_file(), reason=f"no committed model in {MODEL}")
+
+
+def form_model(length: int):
+    """The committed model folder of a form, skipping the test when that form has none."""
+    folder = PROJECT_ROOT / "models" / FORMS[length]
+    if not (folder / "model.keras").is_file():
+        pytest.skip(f"no committed {FORMS[length]} model in {folder}")
+    return folder
+
+
+def form_pattern(length: int) -> re.Pattern:
+    return re.compile(rf"^([\u4e00-\u9fff]{{{length}}}[，。]){{4}}$")
 
 
 def test_generate_poetry_uses_the_committed_model():
@@ -18,11 +30,26 @@ def test_generate_poetry_uses_the_committed_model():
     assert FIVE.match(poem) and poem.startswith("床前明月光，") and poem.endswith("。")
 
 
-def test_committed_model_carries_what_generation_needs():
-    for name in ("model.keras", "vocab.json", "config.json", "train_lines.npz"):
-        assert (MODEL / name).is_file(), name
-    size = sum(path.stat().st_size for path in MODEL.iterdir() if path.is_file())
+@pytest.mark.parametrize("length", FORMS)
+def test_committed_model_carries_what_generation_needs(length):
+    model = form_model(length)
+    for name in ("model.keras", "vocab.json", "config.json", "train_lines.npz", "evaluation.json"):
+        assert (model / name).is_file(), name
+    size = sum(path.stat().st_size for path in model.iterdir() if path.is_file())
     assert size <= 25_000_000  # the issue's 25 MB, in decimal megabytes
+
+
+def test_qiyan_is_picked_by_the_first_lines_length_and_writes_acrostics():
+    form_model(7)
+    from jueju import generate_poems, generate_poetry
+
+    seven = form_pattern(7)
+    poem = generate_poetry("朝辞白帝彩云间", seed=1)
+    assert seven.match(poem) and poem.startswith("朝辞白帝彩云间，")
+    for poem in generate_poems(acrostic="春夏秋冬", num=3, line_length=7, seed=2, tonal=True):
+        assert seven.match(poem) and [line[0] for line in re.split("[，。]", poem)[:4]] == list("春夏秋冬"), poem
+    for poem in generate_poems(keywords=["秋", "故乡"], num=2, line_length=7, seed=3):
+        assert seven.match(poem) and "秋" in poem and "故乡" in poem
 
 
 def test_acrostic_and_every_constraint_with_the_committed_model():
@@ -112,11 +139,12 @@ def test_no_copy_with_the_committed_model(poet):
     assert copied_lines(poet, poet.batch(FIRST_LINES, seed=5, no_copy=True)) == []  # and with the default sampler
 
 
-def test_the_committed_evaluation_meets_the_readme():
-    """models/wuyan/evaluation.json's headline figures (docs/results.md): what `jueju evaluate` measured."""
+@pytest.mark.parametrize("length", FORMS)
+def test_the_committed_evaluation_meets_the_readme(length):
+    """models/<form>/evaluation.json's headline figures (docs/results.md): what `jueju evaluate` measured."""
     import json
 
-    results = json.loads((MODEL / "evaluation.json").read_text("utf-8"))
+    results = json.loads((form_model(length) / "evaluation.json").read_text("utf-8"))
     perplexity, generation, modes = results["perplexity"], results["generation"], results["modes"]
     assert results["test_poems"] >= 800
     assert perplexity["lstm"] <= 0.7 * perplexity["trigram_kn"], perplexity  # at least 30 % below the trigram
@@ -132,3 +160,6 @@ def test_the_committed_evaluation_meets_the_readme():
             assert metrics["tonal_234"] == 1.0 and metrics["tonal_234_judged"] == metrics["poems"], name
     assert modes["rhyme"]["rhyme"] == modes["rhyme+tone"]["rhyme"] == "pingshui" and modes["rhyme+tone"]["tonal"]
     assert generation["real"]["format"] == 1.0  # the test poems themselves are well-formed quatrains
+    kept, words = results["templates"], results["keywords"]
+    assert kept["failed"] == 0 and kept["kept_in_place"] == kept["format"] == kept["rhyme_pingshui"] == 1.0
+    assert words["keywords_present"] == words["format"] == words["rhyme_pingshui"] == 1.0

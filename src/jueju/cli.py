@@ -215,6 +215,7 @@ def _word2vec(config, args):
 
 
 def _train(config, args):
+    from .preprocess import EXAMPLE_FIRST_LINES
     from .train import train
 
     if args.out:
@@ -222,7 +223,8 @@ def _train(config, args):
     state = train(config, resume=args.resume, finetune=args.finetune, overwrite=args.overwrite)
     print(
         f"trained {state.epoch} epochs; best val_loss {state.best_val_loss:.4f} at epoch {state.best_epoch}; "
-        f"model in {config.model_dir} (write with it: jueju generate --model {config.model_dir} 床前明月光)"
+        f"model in {config.model_dir} (write with it: jueju generate --model {config.model_dir} "
+        f"{EXAMPLE_FIRST_LINES[config.corpus.line_length]})"
     )
 
 

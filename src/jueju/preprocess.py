@@ -22,6 +22,7 @@ from .text import PUNCTUATION, is_han, split_lines
 
 LINE_ENDS = ("，", "。", "，", "。")
 FORM_NAMES = {5: "五言", 7: "七言"}
+EXAMPLE_FIRST_LINES = {5: "床前明月光", 7: "朝辞白帝彩云间"}  # one well-known first line per form
 MAX_INPUT = 1000  # characters; longer input is refused before any conversion work
 BLANKS = "＿_□"  # a template's places for the model to write
 INPUTS = {"first_lines": "first_line", "acrostics": "acrostic", "templates": "template"}  # batch argument -> field

@@ -45,7 +45,7 @@ from .config import FORMS, PROJECT_ROOT, Config, config_from_dict
 from .generate import FORM_NAMES, Poet
 from .options import OptionError
 from .plan import MAX_KEYWORDS, normalise_keywords
-from .preprocess import INPUTS, normalise_first_line, template_form
+from .preprocess import EXAMPLE_FIRST_LINES, INPUTS, normalise_first_line, template_form
 
 log = logging.getLogger(__name__)
 
@@ -462,9 +462,6 @@ def create_app(
     return app
 
 
-WARM_UP_LINES = {5: "床前明月光", 7: "朝辞白帝彩云间"}
-
-
 def warm_up(models: Sequence[LoadedModel]) -> None:
     """Pay the one-time costs before the first request does: the model's compiled step (traced for a
     batch of one, then for any size) and the rhyme tables."""
@@ -472,7 +469,7 @@ def warm_up(models: Sequence[LoadedModel]) -> None:
     for model in models:
         try:
             for rows in (1, 2, 3):
-                model.poet.batch([WARM_UP_LINES[model.form]] * rows, **options)
+                model.poet.batch([EXAMPLE_FIRST_LINES[model.form]] * rows, **options)
         except ValueError as err:  # nothing a request could not meet anyway: say so and go on
             log.warning("could not warm up the %s model: %s", FORM_NAMES[model.form], err)
     for scheme in prosody.SCHEMES:
