@@ -118,6 +118,9 @@ def start(root: Path, run: str, *args: str, terminal: Terminal | None = None) ->
         stdout=stdout,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as at a terminal: a suite run in the background (`pytest &`, nohup) ignores SIGINT, and its
+        # children would inherit that, so that Python never turns SIGINT into KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     if terminal is not None:
         terminal.started()
@@ -359,12 +362,15 @@ def test_an_interrupt_saves_the_steps_already_taken(root, monkeypatch, stop):
     monkeypatch.setattr(jueju.train, "extra_callbacks", lambda config, state: [interrupt])
     config = load_config(overrides=overrides(root, f"in_process_{stop.name.lower()}"))
     outside = signal.signal(signal.SIGTERM, _sigterm_escaped)  # never pytest's death, should the handler be missing
+    # Ctrl-C as at a terminal, even when the suite runs in the background (where SIGINT is ignored)
+    outside_int = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
             train(config)
         assert signal.getsignal(signal.SIGTERM) is _sigterm_escaped  # put back after fit
     finally:
         signal.signal(signal.SIGTERM, outside)
+        signal.signal(signal.SIGINT, outside_int)
     assert interrupt.handler is signal.default_int_handler  # SIGTERM as Ctrl-C, during fit
 
     saved = load_model(config.model_dir / "checkpoints" / "epoch_0001.keras")
