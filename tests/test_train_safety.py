@@ -145,3 +145,13 @@ def test_carry_vocabulary_keeps_the_shared_tokens_rows_and_every_other_weight():
             np.array_equal(a, b)
             for a, b in zip(source.get_layer(name).get_weights(), carried.get_layer(name).get_weights())
         )
+
+
+def test_a_missing_model_names_the_exact_command_that_trains_it(tmp_path):
+    from jueju.generate import Poet, training_command
+
+    assert training_command(COMMITTED / "wuyan") == "jueju train"
+    assert training_command(COMMITTED / "qiyan") == "jueju train --set corpus.line_length=7"
+    assert training_command(tmp_path / "mine") == f"jueju train --out {tmp_path / 'mine'}"
+    with pytest.raises(FileNotFoundError, match=f"train one with `jueju train --out {tmp_path}`"):
+        Poet.load(tmp_path)
