@@ -168,19 +168,21 @@ class Poet:
     ) -> list[str]:
         """`num` rewrites of `poem` that keep its characters at `keep` (0-based, counting Han characters
         only) and its whole lines `keep_lines` (0-3), and write the rest anew."""
+        n = self.line_length
+        if not isinstance(poem, str):
+            raise OptionError("poem", f"poem must be a string, a {FORM_NAMES[n]} quatrain, got {type(poem).__name__}")
         text = "".join(poem.split())
         places = [position for position, char in enumerate(text) if is_han(char)]
-        n = self.line_length
+        if len(places) != 4 * n:  # first: the bounds of keep below are the poem's
+            raise OptionError(
+                "poem", f"poem must be a {FORM_NAMES[n]} quatrain of {4 * n} Han characters, got {len(places)}"
+            )
         chosen = set()
         for field, picks, valid in (("keep", keep, len(places)), ("keep_lines", keep_lines, 4)):
             for pick in picks:
                 if isinstance(pick, bool) or not isinstance(pick, (int, np.integer)) or not 0 <= pick < valid:
                     raise OptionError(field, f"{field} must list whole numbers from 0 to {valid - 1}, got {pick!r}")
                 chosen |= {int(pick)} if field == "keep" else set(range(int(pick) * n, int(pick) * n + n))
-        if len(places) != 4 * n:
-            raise OptionError(
-                "poem", f"poem must be a {FORM_NAMES[n]} quatrain of {4 * n} Han characters, got {len(places)}"
-            )
         return self.poems(template=template_of(text, {places[i] for i in chosen}), num=num, **options)
 
     def batch(
