@@ -64,11 +64,13 @@ def tiny_config(tmp_path):
     return load_config(overrides=tiny_overrides(tmp_path))
 
 
-def untrained_poet(corpus: list[str]):
+def untrained_poet(corpus: list[str], conditioned: bool = False):
     """A Poet over a small untrained model: whatever it prefers, only decoding's masks shape its poems.
 
     Its vocabulary holds the corpus's characters and the common rhyme words, so every group has members.
+    A conditioned one is a sequence model whose vocabulary holds the conditioning block's markers.
     """
+    from jueju import condition
     from jueju.constraints import LineIndex
     from jueju.dataset import Vocab
     from jueju.generate import Poet
@@ -76,6 +78,7 @@ def untrained_poet(corpus: list[str]):
     from jueju.text import split_lines
 
     config = load_config(overrides=["model.input=embedding", "model.lstm_units=16", "model.embedding_dim=8"])
-    vocab = Vocab.build(corpus + RHYME_WORDS, 2000)
+    vocab = Vocab.build(corpus + RHYME_WORDS, 2000, condition.TOKENS if conditioned else ())
     train_lines = LineIndex.from_lines({line for poem in corpus for line in split_lines(poem)}, vocab)
-    return Poet(build_model(config.model, len(vocab), config.dataset.window), vocab, config, train_lines)
+    window = None if conditioned else config.dataset.window
+    return Poet(build_model(config.model, len(vocab), window), vocab, config, train_lines)

@@ -31,8 +31,8 @@ TONE_CLASSES = {"ping", "ze", "both", "unknown"}
 @pytest.fixture(scope="module")
 def base_url(tmp_path_factory):
     root = tmp_path_factory.mktemp("browser")
-    models = serve.load_models([save_tiny_model(root / "wuyan", 5), save_tiny_model(root / "qiyan", 7)])
-    with serve.serving(serve.create_app(models)) as url:
+    models = [save_tiny_model(root / "wuyan", 5, conditioned=True), save_tiny_model(root / "qiyan", 7)]
+    with serve.serving(serve.create_app(serve.load_models(models))) as url:
         yield url
 
 
@@ -207,5 +207,31 @@ def test_keywords_mode_writes_every_keyword_within_a_line(browser, base_url):
     page.fill("#text", "秋天的月")
     page.click("#write")
     sync_api.expect(page.locator("#text-error")).to_contain_text("1 or 2 Han characters")
+    assert not failed, failed
+    page.close()
+
+
+def test_a_title_alone_writes_poems_and_stays_for_the_rewrite(browser, base_url):
+    page, failed = open_page(browser, base_url)
+    sent = []
+    page.on("request", lambda request: sent.append(request.post_data_json) if request.method == "POST" else None)
+    page.check("input[value=keywords]")
+    page.fill("#title", "送友人")
+    page.fill("#seed", "2")
+    page.fill("#num", "1")
+    page.click("#write")
+    page.wait_for_selector(".poem")
+    assert sent[-1]["title"] == "送友人" and "keywords" not in sent[-1]
+    first = page.locator(".poem").first
+    first.locator(".line").nth(0).locator(".punct").click()  # keep line 1
+    line_1 = "".join(char for char, _, _ in poems_on(page)[0][0])
+    first.locator(".revise").click()
+    sync_api.expect(page.locator(".poem .ch.kept")).to_have_count(5)
+    assert sent[-1]["title"] == "送友人" and sent[-1]["template"].startswith(line_1)
+    assert "".join(char for char, _, _ in poems_on(page)[0][0]) == line_1
+    page.fill("#title", "moon")
+    page.click("#write")
+    sync_api.expect(page.locator("#text-error")).to_contain_text("Han characters")
+    assert page.get_attribute("#title", "aria-invalid") == "true"
     assert not failed, failed
     page.close()

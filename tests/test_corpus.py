@@ -15,6 +15,7 @@ from jueju.corpus import (
     prepare_corpus,
     read_source,
     read_sources,
+    read_titles,
     to_simplified,
 )
 
@@ -412,10 +413,11 @@ def test_read_sources_checks_every_path_first(tmp_path):
 # prepare_corpus
 # --------------------------------------------------------------------------
 @pytest.mark.parametrize("stanzas", [False, True])
-def test_prepare_corpus_writes_three_files(tmp_path, stanzas):
+def test_prepare_corpus_writes_four_files(tmp_path, stanzas):
     out = tmp_path / "out" / "data"
     stats = prepare_corpus(TINY_JSON, out, stanzas=stanzas, progress=False)
-    assert sorted(p.name for p in out.iterdir()) == ["poems.txt", "stanzas.txt", "stats.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["poems.txt", "stanzas.txt", "stats.json", "titles.tsv"]
+    titles = read_titles(out / "titles.tsv")
     poems = out.joinpath("poems.txt").read_text(encoding="utf-8").splitlines()
     stanza_lines = out.joinpath("stanzas.txt").read_text(encoding="utf-8").splitlines()
     saved = json.loads(out.joinpath("stats.json").read_text(encoding="utf-8"))
@@ -423,6 +425,7 @@ def test_prepare_corpus_writes_three_files(tmp_path, stanzas):
     assert len(stanza_lines) == stats.stanzas and all(STRICT5.fullmatch(s) for s in stanza_lines)
     assert (stats.stanzas > 0) == stanzas and (stats.poems_cut > 0) == stanzas
     assert not set(poems) & set(stanza_lines)
+    assert list(titles) == poems + stanza_lines and any(titles.values())  # every kept poem, titled as read
     assert saved["poems_read"] == stats.poems_read == len(json.loads(TINY_JSON.read_text(encoding="utf-8")))
     assert saved["poems_read"] == saved["quatrains"] + saved["poems_cut"] + sum(saved["dropped"].values())
     assert saved["dropped_total"] == sum(saved["dropped"].values())
@@ -443,7 +446,12 @@ def test_prepare_corpus_overwrites_atomically(tmp_path):
     assert stats.quatrains == 10
     assert tmp_path.joinpath("stanzas.txt").read_text(encoding="utf-8") == ""
     assert len(tmp_path.joinpath("poems.txt").read_text(encoding="utf-8").splitlines()) == 10
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["poems.txt", "stanzas.txt", "stats.json"]  # no temp files
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "poems.txt",
+        "stanzas.txt",
+        "stats.json",
+        "titles.tsv",
+    ]  # no temp files
 
 
 def test_prepare_corpus_poems_txt_is_plain_utf8(tmp_path):

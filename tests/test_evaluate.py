@@ -308,12 +308,15 @@ def test_run_evaluation_refuses_a_missing_split(trained, tmp_path):
         run_evaluation(trained / "models" / "wuyan", tmp_path, modes={})
 
 
-def test_sample_keywords_come_from_the_poem_and_avoid_the_rhyme_ends():
+def test_sample_keywords_are_the_rules_words_of_two_lines():
+    from jueju.condition import KeywordRule
     from jueju.evaluate import sample_keywords
 
     poem = "床前明月光，疑是地上霜。举头望明月，低头思故乡。"
+    rule = KeywordRule([poem] * 30)  # every pair and character common enough
     lines = poem.replace("。", "，").split("，")[:4]
-    for words in sample_keywords([poem] * 50, 5, seed=2):
-        assert 1 <= len(words) <= 2 and len(words[0]) == 2
-        for word in words:
-            assert any(word in line[:4] for line in lines), word  # never a line's last character
+    drawn = sample_keywords([poem] * 50, rule, seed=2)
+    for words in drawn:
+        assert 1 <= len(words) <= 2 and all(word in {rule.word(line) for line in lines} for word in words)
+    assert len({tuple(words) for words in drawn}) > 1  # drawn, not fixed
+    assert sample_keywords([poem], KeywordRule([]), seed=2) == [["床前"]]  # no word known: the opening pair

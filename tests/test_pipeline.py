@@ -5,9 +5,10 @@ import shutil
 
 import pytest
 
+from jueju import condition
 from jueju.cli import main
 from jueju.config import load_config
-from jueju.dataset import Vocab, Windows
+from jueju.dataset import PAD_ID, Vocab, Windows
 from jueju.generate import generate_poems, generate_poetry
 from jueju.train import training_samples
 
@@ -103,8 +104,10 @@ def test_quatrains_only_trains_on_the_real_quatrains_alone(trained):
     assert not set(train_poems) <= quatrains  # the tiny corpus has stanza cuts too
     config = load_config(overrides=tiny_overrides(trained, **{"train.quatrains_only": "true"}))
     samples, vocab = training_samples(config), Vocab.load(data / "vocab.json")
+    assert config.dataset.condition  # each poem's targets follow its block's (ignored) ones
+    assert (samples.y[:, : condition.BLOCK] == PAD_ID).all()
     expected = [vocab.decode(vocab.encode(poem)) for poem in train_poems if poem in quatrains]
-    assert sorted(map(vocab.decode, samples.y)) == sorted(expected)
+    assert sorted(map(vocab.decode, samples.y[:, condition.BLOCK :])) == sorted(expected)
 
 
 def test_resume_continues_at_epoch_3(trained):

@@ -13,8 +13,8 @@ import httpx
 import keras
 import pytest
 
+from jueju import condition, prosody, serve
 from jueju import options as jueju_options
-from jueju import prosody, serve
 from jueju.config import load_config
 from jueju.dataset import Vocab
 from jueju.loadtest import run_load
@@ -62,8 +62,9 @@ FORMAT = {n: re.compile(rf"^({HAN}{{{n}}})，({HAN}{{{n}}})。({HAN}{{{n}}})，(
 TONES = {"平", "仄", "平仄", "unknown"}
 
 
-def save_tiny_model(folder, line_length=5):
-    """A small untrained model folder as jueju train writes one (no train_lines: no_copy is off)."""
+def save_tiny_model(folder, line_length=5, conditioned=False):
+    """A small untrained model folder as jueju train writes one (no train_lines: no_copy is off);
+    a conditioned one is a sequence model that reads a title / keywords block (jueju.condition)."""
     config = load_config(
         overrides=[
             "model.input=embedding",
@@ -76,10 +77,11 @@ def save_tiny_model(folder, line_length=5):
         ]
     )
     # the poems' characters first, then common characters of the rhyme table
-    vocab = Vocab.build(POEMS + [RHYME_CHARS], 4000)
+    vocab = Vocab.build(POEMS + [RHYME_CHARS], 4000, condition.TOKENS if conditioned else ())
     folder.mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(line_length)  # the same weights every run (a stable screenshot)
-    save_inference_model(build_model(config.model, len(vocab), config.dataset.window), folder / "model.keras")
+    window = None if conditioned else config.dataset.window
+    save_inference_model(build_model(config.model, len(vocab), window), folder / "model.keras")
     vocab.save(folder / "vocab.json")
     config.save_json(folder / "config.json")
     return folder

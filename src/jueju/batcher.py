@@ -53,7 +53,7 @@ class Job:
     """One request: its rows (the same first line or acrostic `num` times) and its options."""
 
     model: Served
-    kind: Literal["first_lines", "acrostics", "templates", "keywords"]
+    kind: Literal["first_lines", "acrostics", "templates", "planned"]
     rows: list[str]
     options: dict
     seed: int | None
@@ -62,7 +62,7 @@ class Job:
 
     @property
     def key(self) -> tuple:
-        first = self.rows[0] if self.kind == "keywords" else None  # keyword jobs share a call only when equal
+        first = self.rows[0] if self.kind == "planned" else None  # planned jobs share a call only when equal
         return (self.model.form, self.kind, tuple(sorted(self.options.items())), first)
 
 
@@ -209,8 +209,16 @@ class Batcher:
 
 
 def _generate(poet: Poet, kind: str, rows: list[str], seed: int | None, options: dict) -> list[str]:
-    if kind == "keywords":  # equal requests only (the keywords and first line are in the job's key)
+    if kind == "planned":  # a title or keywords: equal requests only (what they give is in the job's key)
         options = dict(options)
-        keywords = options.pop("keywords").split(",")
-        return poet.poems(rows[0] or None, len(rows), keywords=keywords, seed=seed, **options)
+        keywords, title, given = options.pop("keywords"), options.pop("title"), options.pop("given")
+        inputs = {given: rows[0]} if given else {}
+        return poet.poems(
+            num=len(rows),
+            keywords=keywords.split(",") if keywords else None,
+            title=title or None,
+            seed=seed,
+            **inputs,
+            **options,
+        )
     return poet.batch(**{kind: rows}, seed=seed, **options)

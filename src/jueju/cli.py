@@ -103,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     study.add_argument("--out", metavar="FILE", help="JSON results (default: <log_dir>/context_study.json)")
     study.set_defaults(run=_study)
 
-    generate = add("generate", help="write poems from first lines, an acrostic or a template")
+    generate = add("generate", help="write poems from first lines, an acrostic, a template, keywords or a title")
     generate.add_argument("first_lines", nargs="*", metavar="FIRST_LINE", help="5 or 7 Han characters")
     generate.add_argument("--acrostic", metavar="CHARS", help="4 characters to open the 4 lines (藏头诗)")
     generate.add_argument(
@@ -115,7 +115,12 @@ def _parser() -> argparse.ArgumentParser:
         "--keywords", metavar="WORDS", help="1-4 keywords of 1-2 characters, each within one line: 秋,月,故乡"
     )
     generate.add_argument(
-        "--form", type=int, choices=(5, 7), default=5, help="line length for --acrostic or --keywords alone"
+        "--title",
+        metavar="TITLE",
+        help="1-12 characters the whole poem is written toward (alone or with the others): 送友人",
+    )
+    generate.add_argument(
+        "--form", type=int, choices=(5, 7), default=5, help="line length for --acrostic, --keywords or --title alone"
     )
     options.add_flags(generate, options.NAMES)  # --num, --sampler, --temperature, ... from the options schema
     generate.add_argument("--model", metavar="DIR", help="a trained model folder (default: models/<form>)")
@@ -270,13 +275,11 @@ def _generate(config, args):
     from .generate import get_poet, normalise_first_line
     from .preprocess import template_form
 
-    if (
-        sum(map(bool, (args.first_lines, args.acrostic, args.template))) + bool(args.keywords and not args.first_lines)
-        != 1
-    ):
+    inputs = sum(map(bool, (args.first_lines, args.acrostic, args.template)))
+    if inputs > 1 or not (inputs or args.keywords or args.title):
         raise ValueError(
-            "give first lines, --acrostic CHARS, --template POEM or --keywords WORDS (one of them; "
-            "--keywords may follow first lines)"
+            "give first lines, --acrostic CHARS, --template POEM, --keywords WORDS or --title TITLE (one of the "
+            "first three; --keywords may follow first lines, --title any of them)"
         )
     # what the command line leaves out comes from the user's config, not the model's
     settings = {
@@ -294,6 +297,8 @@ def _generate(config, args):
         requests = [({}, args.form)]
     if args.keywords:
         requests = [({**given, "keywords": args.keywords}, length) for given, length in requests]
+    if args.title:
+        requests = [({**given, "title": args.title}, length) for given, length in requests]
     for given, length in requests:
         model_dir = args.model or config.path(config.paths.model_dir) / FORMS[length]
         poet = get_poet(model_dir)

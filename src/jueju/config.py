@@ -72,6 +72,7 @@ class Dataset:
     valid_fraction: float = field(metadata=_range(0.0, 0.5))
     test_fraction: float = field(metadata=_range(0.0, 0.5))
     pad_start: bool
+    condition: bool
     seed: int
 
 

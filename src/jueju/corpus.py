@@ -36,10 +36,12 @@ __all__ = [
     "CorpusStats",
     "clean_corpus",
     "clean_poem",
+    "clean_title",
     "cut_quatrains",
     "poem_regex",
     "prepare_corpus",
     "read_source",
+    "read_titles",
     "read_sources",
     "to_simplified",
 ]
@@ -57,6 +59,10 @@ NOT_FOUR_LINES = "not_four_lines"  # valid poem, but not 4 lines (and not cut in
 DUPLICATE = "duplicate"  # a quatrain whose exact text was already kept
 
 DROP_REASONS = (EMPTY, BRACKETS, PUNCTUATION, NON_HAN, LINE_LENGTH, NOT_FOUR_LINES, DUPLICATE)
+
+TITLES = "titles.tsv"  # each kept poem, a tab, its title (clean_title)
+MAX_TITLE = 12  # Han characters of a title kept (and of a title a user may give)
+_TITLE_HEAD = re.compile(f"{HAN_CLASS}+")
 
 # --------------------------------------------------------------------------
 # Character classes and precompiled regexes (Han characters: jueju.text).
@@ -299,6 +305,19 @@ def clean_poem(paragraphs: list[str], line_length: int = 5, simplify: bool = Tru
     return [line + mark for line, mark in marked_lines(text)]
 
 
+def clean_title(raw: str) -> str:
+    """A poem's title as conditioning reads it: its leading run of Han characters (before any space,
+    bracket or note: "杂诗三首 其二" -> "杂诗三首"), at most MAX_TITLE of them; "" if it has none."""
+    head = _TITLE_HEAD.match(raw.strip()) if isinstance(raw, str) else None
+    return head.group()[:MAX_TITLE] if head else ""
+
+
+def read_titles(path: str | os.PathLike) -> dict[str, str]:
+    """TITLES as {poem: title}."""
+    pairs = (line.split("\t", 1) for line in Path(path).read_text("utf-8").splitlines() if line)
+    return {poem: title for poem, title in pairs}
+
+
 def cut_quatrains(lines: list[str]) -> list[str]:
     """Join consecutive groups of 4 lines into poem strings; a remainder is dropped."""
     return ["".join(lines[i : i + 4]) for i in range(0, len(lines) - 3, 4)]
@@ -352,6 +371,7 @@ def clean_corpus(
     stanzas: bool = False,
     simplify: bool = True,
     progress: bool = False,
+    titles: dict[str, str] | None = None,
 ) -> tuple[list[str], list[str], CorpusStats]:
     """Clean a corpus of poem objects.
 
@@ -360,6 +380,9 @@ def clean_corpus(
     cut from longer valid poems (8, 12, ... lines; a 6- or 10-line poem loses
     its last 2 lines). Both are deduplicated on exact text, keeping the order of
     first appearance; a stanza equal to a kept quatrain is dropped.
+
+    `titles`, when given, is filled with each kept quatrain's and stanza's title (simplified as the
+    text is; "" for an untitled poem): what conditioned training writes toward.
     """
     _patterns(line_length)  # validate early
     step = line_length + 1
@@ -378,12 +401,17 @@ def clean_corpus(
             dropped[text] += 1
             continue
         n = len(text)
+        title = poem.get("title") if isinstance(poem.get("title"), str) else ""
+        if titles is not None and simplify:
+            title = to_simplified(title)
         if n == quatrain_len:
             if text in seen:
                 dropped[DUPLICATE] += 1
             else:
                 seen.add(text)
                 quatrains.append(text)
+                if titles is not None:
+                    titles[text] = title
         elif not stanzas or n < quatrain_len:
             dropped[NOT_FOUR_LINES] += 1
         else:
@@ -397,6 +425,8 @@ def clean_corpus(
                     stanza_dropped[DUPLICATE] += 1
                 else:
                     stanza_seen[s] = None
+                    if titles is not None:
+                        titles.setdefault(s, title)
     stanza_list: list[str] = []
     for s in stanza_seen:
         if s in seen:
@@ -446,20 +476,25 @@ def prepare_corpus(
     progress: bool = True,
 ) -> CorpusStats:
     """Clean `source` and write `out_dir`/`poems.txt` (the quatrains, one
-    per line), `stanzas.txt` (always; empty unless `stanzas`) and
+    per line), `stanzas.txt` (always; empty unless `stanzas`), `titles.tsv`
+    (poem, tab, its title: each quatrain's and stanza's) and
     `stats.json`, each atomically (temp file + os.replace). Returns the stats.
 
     `source` is a path for `read_source`, a list/tuple of such paths
     (read in order), or an iterable of poem objects.
     """
     poems, paths = _open_source(source)
+    titles: dict[str, str] = {}
     quatrains, stanza_list, stats = clean_corpus(
-        poems, line_length=line_length, stanzas=stanzas, simplify=simplify, progress=progress
+        poems, line_length=line_length, stanzas=stanzas, simplify=simplify, progress=progress, titles=titles
     )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "poems.txt", _lines_text(quatrains))
     write_atomic(out / "stanzas.txt", _lines_text(stanza_list))
+    write_atomic(
+        out / TITLES, _lines_text([f"{poem}\t{clean_title(titles[poem])}" for poem in [*quatrains, *stanza_list]])
+    )
     payload = stats.to_dict()
     if paths is not None:
         payload["source"] = paths

@@ -44,11 +44,12 @@ class Vocab:
         self._by_code[list(chars)] = list(chars.values())
 
     @classmethod
-    def build(cls, texts: Iterable[str], size: int) -> Vocab:
-        """The `size - 2` most frequent characters (ties by code point, so builds are reproducible)."""
+    def build(cls, texts: Iterable[str], size: int, markers: Sequence[str] = ()) -> Vocab:
+        """The reserved tokens, `markers` (condition.TOKENS for a conditioned model), then the most
+        frequent characters up to `size` tokens in all (ties by code point, so builds are reproducible)."""
         counts = Counter(char for text in texts for char in text)
         ranked = sorted(counts, key=lambda char: (-counts[char], char))
-        return cls([*RESERVED, *ranked[: size - len(RESERVED)]])
+        return cls([*RESERVED, *markers, *ranked[: size - len(RESERVED) - len(markers)]])
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -173,18 +174,19 @@ def build_dataset(
     test_fraction: float,
     seed: int,
     context: str = "window",
+    markers: Sequence[str] = (),
 ) -> dict:
     """Split, build the vocabulary from the training split and write every artefact the trainer reads.
 
     Writes vocab.json, {train,valid,test}.txt, {train,valid,test}.npz (samples of `context`)
-    and dataset.json (counts).
+    and dataset.json (counts). `markers` are extra vocabulary tokens (Vocab.build).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     splits = split_poems(quatrains, stanzas, valid_fraction, test_fraction, seed)
     if not splits["train"]:
         raise ValueError("no training poems: the corpus is empty after cleaning (check corpus.line_length)")
-    vocab = Vocab.build(splits["train"], vocab_size)
+    vocab = Vocab.build(splits["train"], vocab_size, markers)
     vocab.save(out_dir / "vocab.json")
     counts = {
         "vocab_size": len(vocab),

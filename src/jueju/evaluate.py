@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from . import prosody
+from .condition import KeywordRule, block_ids, read_titles_of, with_blocks
 from .corpus import poem_regex
-from .dataset import PAD_ID, UNK_ID, Vocab, make_sequences, make_windows, read_poems
+from .dataset import PAD_ID, UNK_ID, Vocab, Windows, make_sequences, make_windows, read_poems
 from .files import write_atomic
 from .preprocess import BLANKS, normalise_template, template_of
 from .sampling import ConstraintError
@@ -192,7 +193,13 @@ def _perplexity(log_probs: np.ndarray) -> float:
 
 
 def lstm_log_probs(
-    model, vocab: Vocab, poems: list[str], window: int | None, pad_start: bool, batch_size: int = PREDICT_BATCH
+    model,
+    vocab: Vocab,
+    poems: list[str],
+    window: int | None,
+    pad_start: bool,
+    batch_size: int = PREDICT_BATCH,
+    blocks: np.ndarray | None = None,
 ) -> np.ndarray:
     """Log P(target) of every scored target (see `scored_targets`), renormalised over the Han tokens.
 
@@ -200,10 +207,13 @@ def lstm_log_probs(
     as in training: with pad_start the poem is preceded by `window` <pad> ids (the
     dataset's windows); without it, windows start at the poem's start, and a target
     closer to the start than `window` gets a left-padded context, as the generator
-    feeds it. window=None: a sequence model reads each whole poem once, as in training.
+    feeds it. window=None: a sequence model reads each whole poem once, as in training, after
+    its conditioning block when `blocks` (one per poem) are given.
     """
     if window is None:
-        return _sequence_log_probs(model, vocab, poems, pad_start, batch_size)
+        return _sequence_log_probs(model, vocab, poems, pad_start, batch_size, blocks)
+    if blocks is not None:
+        raise ValueError("a window model reads no conditioning block")
     ids, mask, _ = scored_targets(vocab, poems)
     first = int(np.argmax(mask.any(axis=0)))  # the earliest scored position
     pad = window if pad_start else max(0, window - first)
@@ -222,12 +232,18 @@ def lstm_log_probs(
     return out
 
 
-def _sequence_log_probs(model, vocab: Vocab, poems: list[str], pad_start: bool, batch_size: int) -> np.ndarray:
+def _sequence_log_probs(
+    model, vocab: Vocab, poems: list[str], pad_start: bool, batch_size: int, blocks: np.ndarray | None = None
+) -> np.ndarray:
     """lstm_log_probs of a sequence model: one pass over each poem scores all its positions."""
     ids, mask, _ = scored_targets(vocab, poems)
     x, y = make_sequences(ids, pad_start)
     if not pad_start:
         mask = mask[:, 1:]  # the first id is read, never predicted (it is never scored either)
+    if blocks is not None:  # read first, never scored
+        samples = with_blocks(Windows(x, y), blocks)
+        x, y = samples.x, samples.y
+        mask = np.pad(mask, ((0, 0), (blocks.shape[1], 0)))
     han = vocab.han_ids()
     out = []
     poems_per_call = max(1, batch_size // y.shape[1])  # bounds the (poems, length, vocab) probabilities held
@@ -396,25 +412,17 @@ def sample_templates(poems: Sequence[str], line_length: int, seed: int) -> list[
 KEYWORD_POEMS = 200  # test poems whose keywords are written into new poems (each costs KEYWORD_PLANS poems)
 
 
-def sample_keywords(poems: Sequence[str], line_length: int, seed: int) -> list[list[str]]:
-    """Per test poem, two keywords drawn from it: two characters together from one line and one
-    character from another, never a line's last (rhyme) character."""
+def sample_keywords(poems: Sequence[str], rule: KeywordRule, seed: int, count: int = 2) -> list[list[str]]:
+    """Per test poem, the keywords of `count` of its lines (condition.KeywordRule, as in training)."""
     rng = np.random.default_rng(seed)
-    chosen = []
-    for poem in poems:
-        lines = split_lines(poem)
-        first, second = rng.choice(4, size=2, replace=False)
-        column = int(rng.integers(line_length - 2))  # the pair ends before the line's last character
-        pair, single = lines[first][column : column + 2], lines[second][int(rng.integers(line_length - 1))]
-        chosen.append([pair, single] if single not in pair else [pair])
-    return chosen
+    return [rule.keywords(poem, count, rng) or [split_lines(poem)[0][:2]] for poem in poems]
 
 
-def keyword_metrics(poet, test: Sequence[str], seed: int) -> dict:
+def keyword_metrics(poet, test: Sequence[str], train: Sequence[str], seed: int) -> dict:
     """Poems written for keywords drawn from test poems (sample_keywords), rhyme on: the share with every
     keyword within one line, the format, the rhyme, and the model's mean log-probability per position
     beside poems written from nothing (every place blank): the keywords' cost in fluency."""
-    keywords = sample_keywords(test[:KEYWORD_POEMS], poet.line_length, seed)
+    keywords = sample_keywords(test[:KEYWORD_POEMS], KeywordRule(train), seed)
     options = {"rhyme": "pingshui", "seed": seed}
     poems = [poet.poems(keywords=words, **options)[0] for words in keywords]
     blank = poet.preprocessor.template({})
@@ -422,8 +430,8 @@ def keyword_metrics(poet, test: Sequence[str], seed: int) -> dict:
     free = [poem for poem in free if poem is not None]
     pattern = form_pattern(poet.line_length)
 
-    def fluency(written: list[str]) -> float:
-        return float(poet.stepper.score(np.stack([poet.vocab.encode(poem) for poem in written]), 0).mean())
+    def fluency(written: list[str]) -> float:  # unconditioned: the cost of the keywords themselves
+        return float(poet.score(written).mean())
 
     return {
         "poems": len(poems),
@@ -468,6 +476,77 @@ def template_metrics(poet, test: Sequence[str], seed: int) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------
+# Conditioning (a conditioned model, jueju.condition)
+
+FIDELITY_TITLES = 100  # test titles written for, each poem ranked against FIDELITY_RIVALS titles (its own one)
+FIDELITY_RIVALS = 10
+
+
+def _titles(data_dir: Path, count: int) -> list[str]:
+    """The test poems' titles ("" for each when the data set was prepared without conditioning)."""
+    path = data_dir / "test_titles.txt"
+    return read_titles_of(data_dir, "test") if path.is_file() else [""] * count
+
+
+def condition_metrics(poet, test: Sequence[str], titles: Sequence[str], train: Sequence[str], seed: int) -> dict:
+    """Perplexity of the titled test poems (lines 2-4 given line 1) given nothing, their own title,
+    keywords drawn from two of their lines (KeywordRule), and both; and title fidelity."""
+    titled = [(poem, title) for poem, title in zip(test, titles) if title]
+    if not titled:
+        return {"poems": 0}
+    poems = [poem for poem, _ in titled]
+    words = sample_keywords(poems, KeywordRule(train), seed)
+    pairs = {
+        "none": [("", ())] * len(poems),
+        "title": [(title, ()) for _, title in titled],
+        "keywords": [("", w) for w in words],
+        "title_and_keywords": [(title, w) for (_, title), w in zip(titled, words)],
+    }
+    perplexity = {
+        name: _perplexity(
+            lstm_log_probs(
+                poet.model,
+                poet.vocab,
+                poems,
+                None,
+                True,
+                blocks=np.stack([block_ids(poet.vocab, t, w) for t, w in given]),
+            )
+        )
+        for name, given in pairs.items()
+    }
+    unique = list(dict.fromkeys(title for _, title in titled))[:FIDELITY_TITLES]
+    fidelity = title_fidelity(poet, unique, seed) if len(unique) > 1 else None  # one title has no rival
+    return {"poems": len(poems), "perplexity": perplexity, "title_fidelity": fidelity}
+
+
+def title_fidelity(poet, titles: Sequence[str], seed: int) -> dict:
+    """A poem written for each title (model defaults), then scored as a whole under its own title and
+    FIDELITY_RIVALS - 1 others: how often its own comes first (chance: 1 / FIDELITY_RIVALS)."""
+    rng = np.random.default_rng(seed)
+    blank = poet.preprocessor.template({})
+    written = []
+    for start in range(0, len(titles), GENERATE_BATCH):
+        chunk = titles[start : start + GENERATE_BATCH]
+        blocks = np.stack([block_ids(poet.vocab, title) for title in chunk])
+        written += poet.batch(templates=[blank] * len(chunk), blocks=blocks, seed=seed + start)
+    ranks, among = [], min(FIDELITY_RIVALS, len(titles))  # a data set this small has fewer titles to rank
+    for i, poem in enumerate(written):
+        rivals = rng.choice([j for j in range(len(titles)) if j != i], among - 1, replace=False)
+        candidates = [titles[i], *(titles[j] for j in rivals)]
+        scores = poet.score([poem] * len(candidates), np.stack([block_ids(poet.vocab, t) for t in candidates]))
+        ranks.append(int((scores > scores[0]).sum()))
+    return {
+        "titles": len(titles),
+        "rivals": among,
+        "top1": float(np.mean([rank == 0 for rank in ranks])),
+        "chance": 1 / among,
+        "mean_rank": float(np.mean(ranks)) + 1,
+        "samples": [{"title": t, "poem": p} for t, p in zip(titles[:10], written[:10])],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
 # The whole evaluation
 
 
@@ -508,7 +587,11 @@ def run_evaluation(
     _, mask, unknown = scored_targets(vocab, test)
     kn = trigram_kn(train, vocab)
     perplexity = {
-        "lstm": lstm_perplexity(poet.model, vocab, test, poet.window, config.dataset.pad_start),
+        "lstm": _perplexity(
+            lstm_log_probs(
+                poet.model, vocab, test, poet.window, config.dataset.pad_start, blocks=poet.blocks(len(test))
+            )
+        ),
         "trigram_kn": trigram_perplexity(kn, vocab, test),
         "targets": int(mask.sum()),
         "oov_targets": unknown,
@@ -531,7 +614,12 @@ def run_evaluation(
         "perplexity": perplexity,
         "generation": generation,
         "templates": template_metrics(poet, test, seed) if config.dataset.pad_start else None,
-        "keywords": keyword_metrics(poet, test, seed) if config.dataset.pad_start else None,
+        "keywords": keyword_metrics(poet, test, train, seed) if config.dataset.pad_start else None,
+        "conditioning": condition_metrics(
+            poet, test, _titles(data_dir, len(read_poems(data_dir / "test.txt"))), train, seed
+        )
+        if poet.conditioned
+        else None,
         "test_poems": len(test),
         "modes": {name: dict(options) for name, options in modes.items()},
         "seed": seed,

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from . import condition, prosody
 from . import options as schema
-from . import prosody
 from .config import FORMS, Config, load_config, load_config_json
 from .constraints import Characters, Constraint, LineIndex, NoCopy, NoRepeat, Rhyme, Tones, choose_patterns, combine
 from .dataset import UNK_ID, Vocab
@@ -56,6 +56,7 @@ __all__ = [
 
 
 KEYWORD_PLANS = 8  # plans drawn, and poems written, per keyword poem asked for (at least rerank)
+MI_WEIGHT = 1.0  # reranking poems written toward a title or keywords: weight of their mutual information with it
 
 
 class Poet:
@@ -72,7 +73,8 @@ class Poet:
         self.line_length = config.corpus.line_length
         self.preprocessor = PoemPreprocessor(vocab, self.line_length, config.corpus.simplify, config.dataset.pad_start)
         self.layout = self.preprocessor.layout
-        self.stepper = Stepper(model, config.dataset.pad_start)
+        self.conditioned = condition.is_conditioned(vocab)  # it reads a title / keywords block before each poem
+        self.stepper = Stepper(model, config.dataset.pad_start, condition.BLOCK if self.conditioned else 0)
         self.window = self.stepper.window  # None for a sequence model
         self.han = np.zeros(len(vocab), dtype=bool)
         self.han[vocab.han_ids()] = True
@@ -108,14 +110,17 @@ class Poet:
         acrostic: str | None = None,
         template: str | None = None,
         keywords: Sequence[str] | str | None = None,
+        title: str | None = None,
         **options,
     ) -> list[str]:
         """`num` poems continuing `first_line`, with `acrostic` characters opening the four lines, or
         filling the blanks (＿) of `template`; with `keywords` (alone or after a first line), each
-        keyword stands within one line of every poem."""
+        keyword stands within one line of every poem. With `title` (alone or with any of these),
+        a conditioned model writes every line toward it."""
         if num is None:  # here None is no default: the caller asked for a number of poems
             raise OptionError("num", f"num must be {schema.describe('num')}, got None")
         num = self.settings({**options, "num": num})["num"]
+        title = self.title(title)
         if keywords is not None:
             if acrostic is not None or template is not None:
                 field = "acrostic" if acrostic is not None else "template"
@@ -124,19 +129,40 @@ class Poet:
                     "keywords combine with a first line (or stand alone), not with an "
                     f"{field}: keep the characters you want in the {field} instead",
                 )
-            return self._keyword_poems(first_line, num, keywords, options)
+            return self._keyword_poems(first_line, num, keywords, title, options)
         inputs = {"first_lines": first_line, "acrostics": acrostic, "templates": template}
         given = {kind: [value] * num for kind, value in inputs.items() if value is not None}
+        if not given and title:  # a title alone: the model writes every line
+            given = {"templates": [self.preprocessor.template({})] * num}
         if len(given) != 1:
             raise OptionError(
                 "first_line",
                 "give one of a first line, acrostic characters (e.g. acrostic='春夏秋冬'), a template "
-                "(e.g. template='床前明月光，＿＿＿＿＿。举头＿＿＿，＿＿＿＿＿。') or keywords, "
+                "(e.g. template='床前明月光，＿＿＿＿＿。举头＿＿＿，＿＿＿＿＿。'), keywords or a title, "
                 "not several and not none",
             )
-        return self.batch(**given, **options)
+        return self.batch(**given, blocks=self.blocks(num, title), **options)
 
-    def _keyword_poems(self, first_line: str | None, num: int, keywords, options: dict) -> list[str]:
+    def title(self, title: str | None) -> str:
+        """A poem's title as given (None: "" for none), checked; raises OptionError (field title)."""
+        if title is None:
+            return ""
+        title = condition.normalise_title(title, self.config.corpus.simplify)
+        if not self.conditioned:
+            raise OptionError(
+                "title",
+                "this model was trained without titles (its vocabulary has no conditioning tokens): "
+                "use a model trained with dataset.condition = true, such as the committed models/wuyan",
+            )
+        return title
+
+    def blocks(self, count: int, title: str = "", keywords: Sequence[str] = ()) -> np.ndarray | None:
+        """`count` copies of the conditioning block for `title` and `keywords`; None for a model that reads none."""
+        if not self.conditioned:
+            return None
+        return np.repeat(condition.block_ids(self.vocab, title, keywords)[None], count, axis=0)
+
+    def _keyword_poems(self, first_line: str | None, num: int, keywords, title: str, options: dict) -> list[str]:
         """Per poem, KEYWORD_PLANS plans (plan.plans: where each keyword stands), a poem written for
         each as a template, and the one the model finds most probable as a whole kept."""
         settings = self.settings(options)
@@ -157,11 +183,40 @@ class Poet:
             settings["tonal"],
         )
         templates = [self.preprocessor.template(draft) for draft in drafts]
-        written = self.batch(templates=templates, **{**options, "rerank": 1})
+        blocks = self.blocks(len(templates), title, words)
+        written = self.batch(templates=templates, blocks=blocks, **{**options, "rerank": 1})
+        tokens = np.stack([self.vocab.encode(poem) for poem in written])
         with self._lock:
-            scores = self.stepper.score(np.stack([self.vocab.encode(poem) for poem in written]), 0)
+            self.stepper.condition(blocks)
+            try:
+                scores = self._choice_scores(tokens, 0, blocks)
+            finally:
+                self.stepper.forget()
         best = scores.reshape(num, draws).argmax(axis=-1) + np.arange(num) * draws
         return [written[row] for row in best]
+
+    def score(self, poems: Sequence[str], blocks: np.ndarray | None = None) -> np.ndarray:
+        """Per poem, the model's mean log-probability of all its characters, read after its block
+        (one per poem; None: unconditioned), in one model call."""
+        tokens = np.stack([self.vocab.encode(poem) for poem in poems])
+        with self._lock:
+            self.stepper.condition(blocks)
+            try:
+                return self.stepper.score(tokens, 0)
+            finally:
+                self.stepper.forget()
+
+    def _choice_scores(self, tokens: np.ndarray, start: int, blocks: np.ndarray | None) -> np.ndarray:
+        """What reranking compares (the stepper conditioned on `blocks`): each whole poem's mean
+        log-probability, plus MI_WEIGHT times how much more probable its block makes it (the pointwise
+        mutual information of poem and title/keywords: a poem about its title beats a generic one)."""
+        scores = self.stepper.score(tokens, start)
+        if blocks is None:
+            return scores
+        self.stepper.condition(None)
+        plain = self.stepper.score(tokens, start)
+        self.stepper.condition(blocks)
+        return scores + MI_WEIGHT * (scores - plain)
 
     def revise(
         self, poem: str, keep: Sequence[int] = (), *, keep_lines: Sequence[int] = (), num: int = 1, **options
@@ -191,10 +246,12 @@ class Poet:
         *,
         acrostics: Sequence[str] | None = None,
         templates: Sequence[str] | None = None,
+        blocks: np.ndarray | None = None,
         sampler: str | Sampler | None = None,
         **options,
     ) -> list[str]:
-        """One poem per first line, acrostic or template, all decoded together as one batch.
+        """One poem per first line, acrostic or template, all decoded together as one batch; with
+        `blocks` (one per poem, `Poet.blocks`), each written toward its title and keywords.
 
         `options` are those of `options.DecodingOptions` (temperature, top_k, rhyme, tonal,
         rerank, seed, ...); those left out or None come from the model's [generate] config.
@@ -210,9 +267,11 @@ class Poet:
         allowed = combine(self._constraints(settings, givens, rng))
         chooser = sampler if isinstance(sampler, Sampler) else self._sampler(settings)
         with self._lock:
+            self.stepper.condition(None if blocks is None else np.repeat(blocks, settings["rerank"], axis=0))
             try:
                 tokens, _ = chooser.run(self.stepper.next_logits, tokens, start, forced, allowed, rng)
-                scores = self.stepper.score(tokens, start) if settings["rerank"] > 1 else np.zeros(len(tokens))
+                rows = None if blocks is None else np.repeat(blocks, settings["rerank"], axis=0)
+                scores = self._choice_scores(tokens, start, rows) if settings["rerank"] > 1 else np.zeros(len(tokens))
             except ConstraintError as err:
                 raise NothingFits(
                     _stuck_field(settings, templates),

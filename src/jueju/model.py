@@ -18,6 +18,7 @@ import numpy as np
 from keras import layers, ops
 
 from .config import Model
+from .dataset import PAD_ID
 from .files import atomic_path
 
 log = logging.getLogger(__name__)
@@ -140,8 +141,13 @@ def _input_layer(spec: Model, vocab_size: int, embedding: np.ndarray | None) -> 
 
 
 def compile_model(model: keras.Model, learning_rate) -> keras.Model:
-    """Adam (at a rate or a keras.optimizers.schedules schedule) on sparse categorical cross-entropy."""
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=keras.losses.SparseCategoricalCrossentropy())
+    """Adam (at a rate or a keras.optimizers.schedules schedule) on sparse categorical cross-entropy.
+
+    <pad> targets are ignored: a poem never holds one, so they mark what is read but never
+    predicted (a conditioned model's block before the poem, jueju.condition).
+    """
+    loss = keras.losses.SparseCategoricalCrossentropy(ignore_class=PAD_ID)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=loss)
     return model
 
 

@@ -1,4 +1,4 @@
-"""The preparation stages in order: crawl -> clean -> data set -> word2vec.
+"""The preparation stages in order: crawl -> clean -> data set -> word2vec -> conditioning.
 
 Each stage runs only when its artefacts are missing or were made with other
 settings: data/<form>/manifest.json records the settings each stage last ran with.
@@ -12,9 +12,10 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
+from . import condition
 from . import crawl as crawler
-from .config import Config
-from .corpus import prepare_corpus
+from .config import Config, ConfigError
+from .corpus import TITLES, prepare_corpus
 from .dataset import build_dataset, read_poems
 from .files import write_atomic
 from .word2vec import save_word2vec, train_word2vec
@@ -28,6 +29,8 @@ def prepare(config: Config, force: bool = False) -> None:
     dataset_stage(config, force)
     if config.model.input == "word2vec":
         word2vec_stage(config, force)
+    if config.dataset.condition:
+        condition_stage(config, force)
 
 
 def source_dirs(config: Config) -> list[Path]:
@@ -59,7 +62,7 @@ def crawl_stage(config: Config) -> crawler.CrawlSummary:
 
 def corpus_stage(config: Config, force: bool = False) -> None:
     signature = {"source": config.crawl.source or [str(c) for c in config.crawl.collections], **asdict(config.corpus)}
-    if not force and _up_to_date(config, "corpus", signature, ["poems.txt", "stanzas.txt", "stats.json"]):
+    if not force and _up_to_date(config, "corpus", signature, ["poems.txt", "stanzas.txt", TITLES, "stats.json"]):
         return
     stats = prepare_corpus(
         source_dirs(config),
@@ -80,6 +83,11 @@ def dataset_stage(config: Config, force: bool = False) -> dict | None:
     if not force and _up_to_date(config, "dataset", signature, files):
         return None
     settings, data = config.dataset, config.data_dir
+    if settings.condition and not (settings.context == "sequence" and settings.pad_start):
+        raise ConfigError(
+            "dataset.condition needs dataset.context = sequence and dataset.pad_start = true "
+            f"(got {settings.context} and {settings.pad_start}): set them, or dataset.condition = false"
+        )
     counts = build_dataset(
         read_poems(data / "poems.txt"),
         read_poems(data / "stanzas.txt"),
@@ -91,6 +99,7 @@ def dataset_stage(config: Config, force: bool = False) -> dict | None:
         valid_fraction=settings.valid_fraction,
         test_fraction=settings.test_fraction,
         seed=settings.seed,
+        markers=condition.TOKENS if settings.condition else (),
     )
     log.info("data set: %s", counts)
     _record(config, "dataset", signature)
@@ -107,6 +116,18 @@ def word2vec_stage(config: Config, force: bool = False) -> Path:
     save_word2vec(model, config.data_dir)
     _record(config, "word2vec", signature)
     return path
+
+
+def condition_stage(config: Config, force: bool = False) -> None:
+    """Each split's titles and the training poems' conditioning blocks (jueju.condition)."""
+    signature = {"seed": config.dataset.seed, "block": condition.BLOCK, "mixture": condition.MIXTURE}
+    files = [condition.BLOCKS, *(condition.titles_file(split) for split in condition.SPLITS)]
+    if not force and _up_to_date(config, "condition", signature, files):
+        return
+    log.info(
+        "conditioning: %s titled poems per split", condition.prepare_condition(config.data_dir, config.dataset.seed)
+    )
+    _record(config, "condition", signature)
 
 
 def _collection_complete(config: Config, name: str) -> bool:
@@ -128,7 +149,7 @@ def _record(config: Config, stage: str, signature: dict) -> None:
     manifest = _manifest(config)
     manifest[stage] = signature
     # a stage that ran again makes every later one stale
-    order = ["corpus", "dataset", "word2vec"]
+    order = ["corpus", "dataset", "word2vec", "condition"]
     for later in order[order.index(stage) + 1 :]:
         manifest.pop(later, None)
     write_atomic(config.data_dir / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2))

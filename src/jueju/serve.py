@@ -42,6 +42,7 @@ from . import options, prosody
 from .annotate import annotate
 from .batcher import Batcher, Job, QueueFull
 from .config import FORMS, PROJECT_ROOT, Config, config_from_dict
+from .corpus import MAX_TITLE
 from .generate import FORM_NAMES, Poet
 from .options import OptionError
 from .plan import MAX_KEYWORDS, normalise_keywords
@@ -58,7 +59,8 @@ SERVE_ENV = "JUEJU_SERVE"  # the config and model folders handed to each worker 
 # Schemas (pydantic: they are what /docs shows)
 # ---------------------------------------------------------------------------------------------
 class PoemInput(BaseModel):
-    """Give `first_line`, `acrostic` or `template`; every option left out takes the model's [generate] default."""
+    """Give `first_line`, `acrostic`, `template`, `keywords` or `title` (a title and keywords combine with the
+    others); every option left out takes the model's [generate] default."""
 
     model_config = ConfigDict(
         extra="forbid",
@@ -68,6 +70,7 @@ class PoemInput(BaseModel):
                 {"acrostic": "春夏秋冬", "form": 7, "rhyme": "pingshui", "tonal": True},
                 {"template": "床前明月光，＿＿＿＿＿。举头＿＿＿，＿＿＿＿＿。", "rerank": 4},
                 {"keywords": ["秋", "月", "故乡"], "tonal": True},
+                {"title": "送友人", "keywords": ["柳"], "num": 2},
             ]
         },
     )
@@ -91,6 +94,11 @@ class PoemInput(BaseModel):
         None,
         max_length=MAX_KEYWORDS,
         description="1-4 keywords of 1-2 Han characters, each written within one line (alone or after first_line)",
+    )
+    title: str | None = Field(
+        None,
+        max_length=MAX_TEXT,
+        description=f"1-{MAX_TITLE} Han characters the whole poem is written toward (alone or with any of the above)",
     )
     form: Literal[5, 7] | None = Field(
         None,
@@ -252,8 +260,8 @@ class Service:
 
     def job(self, request: PoemRequest) -> Job:
         """The request as a job for the batcher, checked by the model's own Poet (OptionError names the field)."""
-        if request.keywords is not None:
-            return self._keyword_job(request)
+        if request.keywords is not None or request.title is not None:
+            return self._planned_job(request)
         inputs = {"first_lines": request.first_line, "acrostics": request.acrostic, "templates": request.template}
         given = {kind: text for kind, text in inputs.items() if text is not None}
         if len(given) != 1:
@@ -283,26 +291,39 @@ class Service:
         loop = asyncio.get_running_loop()
         return Job(model, kind, [given] * request.num, settings, seed, loop.create_future(), loop.time())
 
-    def _keyword_job(self, request: PoemRequest) -> Job:
-        """Keywords, alone or after a first line: one Poet.poems call per group of equal requests."""
-        if request.acrostic is not None or request.template is not None:
-            field = "acrostic" if request.acrostic is not None else "template"
+    def _planned_job(self, request: PoemRequest) -> Job:
+        """A title or keywords (alone, or with one of a first line, an acrostic or a template):
+        one Poet.poems call per group of equal requests."""
+        inputs = {"first_line": request.first_line, "acrostic": request.acrostic, "template": request.template}
+        given = {field: text for field, text in inputs.items() if text is not None}
+        if len(given) > 1:
+            raise OptionError(list(given)[-1], "give at most one of a first line, an acrostic or a template")
+        if request.keywords is not None and set(given) & {"acrostic", "template"}:
+            field = next(iter(given))
             raise OptionError(field, f"keywords combine with a first line (or stand alone), not with an {field}")
-        first_line = normalise_first_line(request.first_line) if request.first_line is not None else None
-        form = len(first_line) if first_line else request.form or self.default_form
-        if first_line and request.form is not None and request.form != form:
-            raise OptionError("form", f"form {request.form} was asked for, but the first line has {form} characters")
-        model = self._model(form, "first_line" if first_line else "form")
-        words = normalise_keywords(request.keywords, model.poet.config.corpus.simplify)
+        field, text = next(iter(given.items()), (None, ""))
+        form = None  # an acrostic's or a title's form is asked for; a first line's or a template's is its own
+        if field == "first_line":
+            text = normalise_first_line(text)
+            form = len(text)
+        elif field == "template":
+            form = template_form(text)
+        if form and request.form is not None and request.form != form:
+            raise OptionError(
+                "form", f"form {request.form} was asked for, but the {field} has {form} characters a line"
+            )
+        model = self._model(form or request.form or self.default_form, field if form else "form")
+        poet = model.poet
+        words = normalise_keywords(request.keywords, poet.config.corpus.simplify) if request.keywords else []
+        title = poet.title(request.title)
         asked = request.model_dump(include=set(options.DECODING), exclude_none=True)
-        settings = model.poet.check([first_line], **asked) if first_line else model.poet.settings(asked)
+        kinds = {"first_line": "first_lines", "acrostic": "acrostics", "template": "templates"}
+        settings = poet.check(**{kinds[field]: [text]}, **asked) if field else poet.settings(asked)
         seed = settings.pop("seed")
         del settings["num"]
         loop = asyncio.get_running_loop()
-        job_options = {**settings, "keywords": ",".join(words)}
-        return Job(
-            model, "keywords", [first_line or ""] * request.num, job_options, seed, loop.create_future(), loop.time()
-        )
+        job_options = {**settings, "keywords": ",".join(words), "title": title, "given": field or ""}
+        return Job(model, "planned", [text] * request.num, job_options, seed, loop.create_future(), loop.time())
 
     def _model(self, form: int, field_name: str) -> LoadedModel:
         if form not in self.models:

@@ -2,7 +2,9 @@
 
 `Stepper` hides how a model reads a poem so far: a window model reads its last `window`
 ids again each step; a sequence model reads each id once, its LSTM states carried from one
-character to the next (`SequenceReader`). Nothing here knows about text or constraints.
+character to the next (`SequenceReader`). A conditioned model first reads each row's block
+(jueju.condition: what the poem is written toward; all <pad> when nothing is asked), set with
+`condition`. Nothing here knows about text or constraints.
 """
 
 from __future__ import annotations
@@ -17,11 +19,18 @@ from .model import model_window, stepping_model
 class Stepper:
     """`next_logits(tokens, position)`: log-probabilities of the next id after tokens[:, :position]."""
 
-    def __init__(self, model, start_token: bool):
+    def __init__(self, model, start_token: bool, block: int = 0):
         self.model = model
         # a window model reads the last `window` ids; a sequence model (window None) the whole poem so far
         self.window = model_window(model)
-        self.reader = SequenceReader(model, start_token) if self.window is None else None
+        if block and self.window is not None:
+            raise ValueError("only a sequence model reads a conditioning block")
+        self.reader = SequenceReader(model, start_token, block) if self.window is None else None
+
+    def condition(self, blocks: np.ndarray | None) -> None:
+        """Each row's conditioning block (rows, block) from now until `forget`; None: empty blocks."""
+        if self.reader is not None:
+            self.reader.blocks = None if blocks is None else np.asarray(blocks, dtype=np.int32)
 
     def next_logits(self, tokens: np.ndarray, position: int) -> np.ndarray:
         if self.reader is not None:
@@ -38,9 +47,9 @@ class Stepper:
         (what reranking compares: kept characters and punctuation count as much as written ones)."""
         rows, length = tokens.shape
         if self.window is None:  # the full model predicts every position of the poem read once
-            offset = len(self.reader.start)  # with a start token, prediction k is of tokens[:, k]
-            ids = np.concatenate([np.full((rows, offset), PAD_ID, dtype=np.int32), tokens[:, :-1]], axis=1)
-            probs = np.asarray(self.model.predict_on_batch(ids))[:, start - 1 + offset :]
+            before = self.reader.before(rows)  # block and start token: prediction k is of tokens[:, k]
+            ids = np.concatenate([before, tokens[:, :-1]], axis=1)
+            probs = np.asarray(self.model.predict_on_batch(ids))[:, start - 1 + before.shape[1] :]
         else:
             padded = np.pad(tokens, ((0, 0), (self.window, 0)), constant_values=PAD_ID)
             windows = np.stack([padded[:, p : p + self.window] for p in range(start, length)], axis=1)
@@ -63,26 +72,37 @@ class SequenceReader:
     search reorders its rows between calls); a batch it has not seen is read from the start.
     """
 
-    def __init__(self, model, start_token: bool):
+    def __init__(self, model, start_token: bool, block: int = 0):
         stepper = stepping_model(model)
         self.step = for_sampling(stepper)
         self.state_shapes = [(int(x.shape[-1]), x.dtype) for x in stepper.inputs[1:]]  # h and c of each LSTM
         self.start = [PAD_ID] if start_token else []  # the start token the model was trained with
+        self.block = block  # ids of a conditioned model's block (0: the model reads none)
         self.forget()
 
     def forget(self) -> None:
-        self.read = np.zeros((0, 0), dtype=np.int32)  # (rows, ids read), start token included
+        self.read = np.zeros((0, 0), dtype=np.int32)  # (rows, ids read), block and start token included
         self.states: list[np.ndarray] = []
         self.probs = np.zeros((0, 0), dtype=np.float32)  # after the last id read
+        self.blocks: np.ndarray | None = None  # (rows, block), or None for empty ones
+
+    def before(self, rows: int) -> np.ndarray:
+        """The ids each of `rows` rows reads before its poem: its block (if the model reads one), the start token.
+
+        `rows` may be a multiple of the blocks set: each block then serves that many consecutive
+        rows (a beam search's beams of one poem).
+        """
+        blocks = self.blocks
+        if blocks is None:
+            blocks = np.full((rows, self.block), PAD_ID, dtype=np.int32)
+        elif blocks.shape[1] != self.block or not len(blocks) or rows % len(blocks):
+            raise ValueError(f"conditioning blocks of shape {blocks.shape} for {rows} rows, blocks of {self.block}")
+        else:
+            blocks = np.repeat(blocks, rows // len(blocks), axis=0)
+        return np.concatenate([blocks, np.full((rows, len(self.start)), PAD_ID, dtype=np.int32)], axis=1)
 
     def __call__(self, tokens: np.ndarray, position: int) -> np.ndarray:
-        context = np.concatenate(
-            [
-                np.full((len(tokens), len(self.start)), PAD_ID, dtype=np.int32),
-                np.asarray(tokens[:, :position], dtype=np.int32),
-            ],
-            axis=1,
-        )
+        context = np.concatenate([self.before(len(tokens)), np.asarray(tokens[:, :position], dtype=np.int32)], axis=1)
         rows = self._rows_read(context)
         if rows is None:
             states, done = [np.zeros((len(context), width), dtype) for width, dtype in self.state_shapes], 0

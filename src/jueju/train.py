@@ -24,7 +24,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from . import distribute, pipeline
+from . import condition, distribute, pipeline
 from .config import Config
 from .constraints import LineIndex
 from .dataset import Vocab, Windows, quatrain_samples, read_poems
@@ -87,7 +87,7 @@ def _train(config: Config, resume: bool, finetune: str | Path | None, plan: dist
     plan.check_batch(config.train.batch_size)
     data, out = config.data_dir, config.model_dir
     vocab = Vocab.load(data / "vocab.json")
-    train_set, valid_set = training_samples(config), Windows.load(data / "valid.npz")
+    train_set, valid_set = training_samples(config), validation_samples(config)
     if len(valid_set.y) == 0:
         raise ValueError("the validation split is empty: raise dataset.valid_fraction or use a larger corpus")
     keras.utils.set_random_seed(config.train.seed)
@@ -156,11 +156,21 @@ def check_destination(out: Path, resume: bool, finetune: str | Path | None, over
 
 
 def training_samples(config: Config) -> Windows:
-    """train.npz, or with train.quatrains_only its real quatrains alone (a last fine-tuning stage)."""
+    """train.npz, or with train.quatrains_only its real quatrains alone (a last fine-tuning stage);
+    with dataset.condition each poem read after its conditioning block."""
     samples = Windows.load(config.data_dir / "train.npz")
+    if config.dataset.condition:
+        samples = condition.with_blocks(samples, np.load(config.data_dir / condition.BLOCKS, allow_pickle=False))
     if not config.train.quatrains_only:
         return samples
     return quatrain_samples(samples, json.loads((config.data_dir / "dataset.json").read_text("utf-8")))
+
+
+def validation_samples(config: Config) -> Windows:
+    """valid.npz; with dataset.condition read after empty blocks, so validation measures (and early
+    stopping guards) the model's unconditioned use."""
+    samples = Windows.load(config.data_dir / "valid.npz")
+    return condition.with_blocks(samples) if config.dataset.condition else samples
 
 
 def training_data(train_set: Windows, config: Config, plan: distribute.Plan, first_epoch: int) -> dict:
