@@ -49,6 +49,12 @@ def test_known_answer():
     assert template_of("床前明月光，疑是地上霜。", {0, 1, 10}) == "床前＿＿＿，＿＿＿＿霜。"
 
 
+def test_simplification_reads_words_not_lone_characters():
+    # 乾 alone becomes 干 (dry), but 乾坤 (heaven and earth) stays: a keyword plan keeps it as drawn
+    assert normalise_template("如何乾坤＿，＿＿＿＿＿。＿＿＿＿＿，＿＿＿＿＿。")[2] == "乾"
+    assert normalise_template("乾＿＿＿＿，＿＿＿＿＿。＿＿＿＿＿，＿＿＿＿＿。")[0] == "干"
+
+
 @pytest.mark.parametrize(
     "text, says",
     [

@@ -155,6 +155,10 @@ def normalise_template(text, line_length: int | None = None, simplify: bool = Tr
     odd = sorted({char for line in lines for char in line if not (is_han(char) or char in BLANKS)})
     if odd:
         raise bad(f"template may hold only Han characters and blanks ({BLANKS}), but has {''.join(odd[:10])!r}")
+    if simplify:  # a line at a time, so that OpenCC reads words (乾坤 stays 乾坤; 乾 alone becomes 干)
+        lines = [
+            simple if len(simple := to_simplified(line)) == n else "".join(map(to_simplified, line)) for line in lines
+        ]
     kept = {
         line * (n + 1) + column: char
         for line, text_ in enumerate(lines)
@@ -163,7 +167,7 @@ def normalise_template(text, line_length: int | None = None, simplify: bool = Tr
     }
     if len(kept) == 4 * n:
         raise bad("template has no blank (＿) to write: leave blank the characters to write")
-    return {position: to_simplified(char) if simplify else char for position, char in kept.items()}
+    return kept
 
 
 def template_form(text) -> int:
