@@ -75,14 +75,14 @@ class SequenceReader:
         self.states: list[np.ndarray] = []
         self.probs = np.zeros((0, 0), dtype=np.float32)  # after the last id read
 
+    def start_ids(self, rows: int) -> np.ndarray:
+        """(rows, ids) read before each row's first character: the start token the model was trained with.
+        Both decoding loops read it (this one and device_loop.DeviceLoop)."""
+        return np.full((rows, len(self.start)), PAD_ID, dtype=np.int32)
+
     def __call__(self, tokens: np.ndarray, position: int) -> np.ndarray:
-        context = np.concatenate(
-            [
-                np.full((len(tokens), len(self.start)), PAD_ID, dtype=np.int32),
-                np.asarray(tokens[:, :position], dtype=np.int32),
-            ],
-            axis=1,
-        )
+        written = np.asarray(tokens[:, :position], dtype=np.int32)
+        context = np.concatenate([self.start_ids(len(tokens)), written], axis=1)
         rows = self._rows_read(context)
         if rows is None:
             states, done = [np.zeros((len(context), width), dtype) for width, dtype in self.state_shapes], 0
