@@ -142,7 +142,9 @@ class BeamStrategy(Strategy):
         logs = ops.where(mask, logs, -np.inf)
         pinned = ops.where(ops.arange(vocab)[None, :] == ops.maximum(forced, 0)[:, None], 0.0, -np.inf)
         logs = ops.where(fixed[:, None], pinned, logs)  # a fixed id costs nothing
-        totals = ops.reshape(scores[:, None] + ops.cast(logs, "float64"), (-1, self.width * vocab))
+        # summed as the host sums them, in float64: poems whose totals differ in float32 rounding only
+        # would otherwise be kept in another order
+        totals = ops.reshape(scores[:, None] + ops.cast(logs, scores.dtype), (-1, self.width * vocab))
         best_scores, best = ops.top_k(totals, self.width)
         source, ids = best // vocab, best % vocab
         continued = ops.reshape(ops.arange(rows // self.width)[:, None] * self.width + source, (-1,))
@@ -179,44 +181,36 @@ def inverse_cdf(weights, uniform):
 
 
 class Tables:
-    """The constraints of one batch as what the loop reads: per-vocabulary masks (static in a compiled
-    loop) and per-row tables (arguments)."""
+    """The constraints of one batch as what the loop reads: vocabulary masks and per-row tables, all
+    arguments of the compiled loop, which itself depends only on which constraints are on (`key`)."""
 
     def __init__(self, constraints: list[Constraint], rows: int, length: int, copies: int):
         found = {type(c): c for c in constraints}
-        self.han = found[Characters].mask
         rhyme, tones = found.get(Rhyme), found.get(Tones)
         self.no_copy, self.no_repeat = found.get(NoCopy), found.get(NoRepeat)
+        han = found[Characters].mask
+        self.arrays = {"han": han}
         self.rhyme_positions = tuple(rhyme.positions) if rhyme else ()
-        self.rhyme_level = rhyme.level if rhyme else None
-        # float so that rhyming is one matrix product: (rows, groups) x (groups, vocab)
-        self.rhyme_groups = reading_matrix(rhyme.tokens, PING, rhyme.scheme).astype(np.float32) if rhyme else None
-        self.tone = np.zeros((rows, length), dtype=np.int32)  # 0: free, 1: 平, 2: 仄
-        self.tone_masks = None
+        if rhyme:
+            self.arrays["level"] = rhyme.level
+            # float, so that rhyming is one matrix product: (rows, groups) x (groups, vocab)
+            self.arrays["groups"] = reading_matrix(rhyme.tokens, PING, rhyme.scheme).astype(np.float32)
         if tones:
-            n = tones.layout.line_length
-            for row, pattern in enumerate(tones.patterns):
-                for line in range(4):
-                    for column in range(n):
-                        tone = pattern[line * n + column]
-                        self.tone[row, tones.layout.start(line) + column] = {PING: 1, ZE: 2}.get(tone, 0)
-            self.tone = np.repeat(self.tone, copies, axis=0)  # beam search: each poem's beams
-            ones = np.ones(len(self.han), dtype=bool)
-            self.tone_masks = np.stack([ones, tones.masks[PING], tones.masks[ZE]])
-        self.exempt = np.zeros(len(self.han), dtype=bool)
+            n, classes = tones.layout.line_length, {PING: 1, ZE: 2}  # 0: free
+            places = [tones.layout.start(line) + column for line in range(4) for column in range(n)]
+            by_pattern = {}
+            for pattern in set(tones.patterns):
+                by_pattern[pattern] = np.zeros(length, dtype=np.int32)
+                by_pattern[pattern][places] = [classes.get(tone, 0) for tone in pattern]
+            table = np.stack([by_pattern[pattern] for pattern in tones.patterns])
+            self.arrays["tone"] = np.repeat(table, copies, axis=0)  # beam search: each poem's beams
+            self.arrays["tone_masks"] = np.stack([np.ones(len(han), dtype=bool), tones.masks[PING], tones.masks[ZE]])
         if self.no_repeat:
-            self.exempt[self.no_repeat.exempt] = True
+            self.arrays["exempt"] = np.isin(np.arange(len(han)), self.no_repeat.exempt)
 
     def key(self) -> tuple:
-        """What a compiled loop depends on besides the model and the strategy."""
-        return (
-            self.rhyme_positions,
-            None if self.rhyme_groups is None else (self.rhyme_groups.shape, self.rhyme_groups.sum()),
-            self.tone_masks is not None,
-            self.no_copy is not None,
-            self.no_repeat is not None,
-            self.han.tobytes(),
-        )
+        """What a compiled loop depends on besides the model, the strategy and the poem's length."""
+        return (self.rhyme_positions, "tone" in self.arrays, self.no_copy is not None, self.no_repeat is not None)
 
 
 class DeviceLoop:
@@ -280,7 +274,7 @@ class DeviceLoop:
         probs, *states = self.stepping.predict_on_batch([distinct, *zeros])
         inverse = inverse.reshape(-1)
         probs, states = np.asarray(probs)[inverse], [np.asarray(state)[inverse] for state in states]
-        scores = np.tile(np.r_[0.0, np.full(copies - 1, -np.inf)], poems)
+        scores = np.tile(np.r_[0.0, np.full(copies - 1, -np.inf)], poems).astype(_score_dtype())
         carry = {
             "tokens": tokens,
             "probs": probs,
@@ -288,11 +282,12 @@ class DeviceLoop:
             "scores": scores,
             "stuck": np.zeros(len(tokens), dtype=bool),
         }
+        vocab = len(tables.arrays["han"])
         if tables.no_repeat:
-            used = np.zeros((len(tokens), len(tables.han)), dtype=bool)
+            used = np.zeros((len(tokens), vocab), dtype=bool)
             used[np.arange(len(tokens))[:, None], tokens] = True  # given characters, written or kept later
             carry["used"] = used
-        fixed = {"forced": forced, "tone": tables.tone}
+        fixed = {"forced": forced, **tables.arrays}
         if uniform is not None:
             fixed["uniform"] = uniform
         carry, fixed = _tensors(carry), _tensors(fixed)
@@ -305,7 +300,7 @@ class DeviceLoop:
             if lo in ends:
                 extra = tables.no_copy.allowed(ops.convert_to_numpy(carry["tokens"]), lo)
             else:
-                everything = np.ones((len(tokens), len(tables.han)), dtype=bool) if everything is None else everything
+                everything = np.ones((len(tokens), vocab), dtype=bool) if everything is None else everything
                 extra = everything
             carry = loop(np.int32(lo), np.int32(hi), carry, fixed, ops.convert_to_tensor(extra))
             if bool(ops.convert_to_numpy(ops.any(carry["stuck"]))):
@@ -326,48 +321,43 @@ class DeviceLoop:
         """loop(lo, hi, carry, fixed, extra): positions lo..hi-1 decoded; `extra` narrows position lo."""
         from keras import ops
 
-        han = ops.convert_to_tensor(tables.han)
-        exempt = ops.convert_to_tensor(tables.exempt)
-        tone_masks = None if tables.tone_masks is None else ops.convert_to_tensor(tables.tone_masks)
         rhyme_positions = tables.rhyme_positions
-        if rhyme_positions:
-            level = ops.convert_to_tensor(tables.rhyme_level)
-            groups = ops.convert_to_tensor(tables.rhyme_groups)
-            groups_t = ops.transpose(groups)
-        vocab = len(tables.han)
+        rhyming, tonal = bool(rhyme_positions), "tone" in tables.arrays
+        no_copy, no_repeat = tables.no_copy is not None, tables.no_repeat is not None
 
         def narrow(mask, part):
             """mask AND part, except in rows where nothing would be left: there the constraint gives way."""
             both = ops.logical_and(mask, part)
             return ops.where(ops.any(both, axis=-1, keepdims=True), both, mask)
 
-        def rhymes(tokens, position):
+        def rhymes(tokens, position, fixed):
             """Level characters that rhyme with each character already at the other rhyme positions."""
-            part = ops.broadcast_to(level[None, :], (ops.shape(tokens)[0], vocab))
+            groups = fixed["groups"]
+            part = ops.broadcast_to(fixed["level"][None, :], (ops.shape(tokens)[0], groups.shape[0]))
             for other in rhyme_positions:
                 ids = tokens[:, other]
                 known = ops.logical_and(ops.not_equal(ids, PAD_ID), ops.not_equal(ids, UNK_ID))
                 known = ops.logical_and(known, ops.not_equal(position, other))
-                shared = ops.matmul(ops.take(groups, ids, axis=0), groups_t) > 0  # a rhyme group in common
+                shared = ops.matmul(ops.take(groups, ids, axis=0), ops.transpose(groups)) > 0  # a group in common
                 part = ops.logical_and(part, ops.logical_or(shared, ops.logical_not(known)[:, None]))
             return part
 
         def allowed(carry, position, fixed, extra, narrow_extra):
             """The AND of the constraints at `position`, in constraints.combine's order and way."""
-            tokens = carry["tokens"]
-            mask = ops.broadcast_to(han[None, :], (ops.shape(tokens)[0], vocab))
-            if rhyme_positions:
+            tokens, han = carry["tokens"], fixed["han"]
+            mask = ops.broadcast_to(han[None, :], (ops.shape(tokens)[0], han.shape[0]))
+            if rhyming:
                 at_rhyme = ops.any(ops.stack([ops.equal(position, p) for p in rhyme_positions]))
-                mask = ops.cond(at_rhyme, lambda: narrow(mask, rhymes(tokens, position)), lambda: mask)
-            if tone_masks is not None:
+                mask = ops.cond(at_rhyme, lambda: narrow(mask, rhymes(tokens, position, fixed)), lambda: mask)
+            if tonal:
                 tone = ops.take(fixed["tone"], position, axis=1)
                 mask = ops.cond(
-                    ops.any(tone > 0), lambda: narrow(mask, ops.take(tone_masks, tone, axis=0)), lambda: mask
+                    ops.any(tone > 0), lambda: narrow(mask, ops.take(fixed["tone_masks"], tone, axis=0)), lambda: mask
                 )
-            if tables.no_copy is not None:
+            if no_copy:
                 mask = ops.cond(narrow_extra, lambda: narrow(mask, extra), lambda: mask)
-            if tables.no_repeat is not None:
-                mask = narrow(mask, ops.logical_or(ops.logical_not(carry["used"]), exempt[None, :]))
+            if no_repeat:
+                mask = narrow(mask, ops.logical_or(ops.logical_not(carry["used"]), fixed["exempt"][None, :]))
             return mask
 
         def read(ids, states):
@@ -421,6 +411,7 @@ class DeviceLoop:
                 ids = ops.where(forced >= 0, forced, chosen)
                 carry["tokens"] = ops.where(columns == position, ids[:, None], carry["tokens"])
                 if "used" in carry:
+                    vocab = carry["used"].shape[-1]
                     carry["used"] = ops.logical_or(carry["used"], ops.arange(vocab)[None, :] == ids[:, None])
                 carry["scores"] = scores
                 carry["stuck"] = ops.logical_or(carry["stuck"], stuck)
@@ -432,6 +423,17 @@ class DeviceLoop:
             return ops.while_loop(lambda position, carry: position < hi, body, (lo, carry))[1]
 
         return loop
+
+
+def _score_dtype() -> str:
+    """float64 for beam search's totals, as the host's; JAX has it only with jax_enable_x64."""
+    import keras
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return "float64" if jax.config.jax_enable_x64 else "float32"
+    return "float64"
 
 
 def _tensors(tree: dict) -> dict:
