@@ -17,7 +17,7 @@ import pytest
 
 from jueju import distribute
 from jueju.config import load_config
-from jueju.dataset import Vocab, encode_poems, make_windows
+from jueju.dataset import Vocab, encode_poems, make_sequences, make_windows
 from jueju.generate import Poet
 from jueju.model import build_model, compile_model, load_model, save_inference_model
 from jueju.prosody import rhymes
@@ -140,3 +140,44 @@ def test_train_end_to_end(tmp_path):
     assert state.epoch == 1 and np.isfinite(state.best_val_loss)
     poem = Poet.load(config.model_dir).poem("床前明月光", seed=1)
     assert FIVE.match(poem) and poem.startswith("床前明月光，")
+
+
+@pytest.fixture(scope="module")
+def sequence_poet(corpus, vocab):
+    """A sequence model (the default context), one short fit: Poet decodes it on the device."""
+    config = load_config(overrides=SPEC)
+    keras.utils.set_random_seed(0)
+    model = compile_model(build_model(config.model, len(vocab), None), 0.01)
+    model.fit(*make_sequences(encode_poems(corpus, vocab), True), batch_size=32, epochs=1, steps_per_epoch=2, verbose=0)
+    return Poet(model, vocab, config, train_lines(corpus, vocab))
+
+
+@pytest.mark.parametrize("sampler", ["greedy", "temperature", "top_k", "top_p", "beam"])
+def test_decoding_on_the_device_keeps_every_constraint(sequence_poet, corpus, sampler):
+    assert sequence_poet.device_loop is not None
+    training = {line for poem in corpus for line in LINE.split(poem) if line}
+    options = dict(sampler=sampler, seed=4, rhyme="pingshui", tonal=True, no_copy=True)
+    poems = sequence_poet.poems(acrostic="春夏秋冬", num=6, **options)
+    for poem in poems:
+        assert FIVE.match(poem), poem
+        lines = [line for line in LINE.split(poem) if line]
+        assert [line[0] for line in lines] == list("春夏秋冬")
+        assert rhymes(lines[1][-1], lines[3][-1], "pingshui"), poem
+        assert not training & set(lines[1:]), poem
+        assert len(set("".join(lines))) == 20, poem
+    if sampler in ("greedy", "beam"):  # exactly the host loop's poems
+        loop, sequence_poet.device_loop = sequence_poet.device_loop, None
+        try:
+            assert sequence_poet.poems(acrostic="春夏秋冬", num=6, **options) == poems
+        finally:
+            sequence_poet.device_loop = loop
+
+
+def test_a_mixed_precision_sequence_model_decodes_on_the_device(vocab):
+    config = load_config(overrides=SPEC)
+    with distribute.precision("mixed_bfloat16"):
+        model = build_model(config.model, len(vocab), None)
+    poet = Poet(model, vocab, config)
+    assert poet.device_loop is not None
+    poems = poet.poems("床前明月光", num=4, seed=1, no_copy=False)
+    assert all(FIVE.match(poem) for poem in poems), poems

@@ -187,6 +187,23 @@ def test_line_index_finds_exactly_the_training_lines(poet, corpus):
     assert np.flatnonzero(index.contains(candidates)).tolist() == [poet.vocab.ids["光"]]
 
 
+def test_line_index_endings_are_contains_on_every_candidate(poet, corpus):
+    """no_copy's two binary searches a row find exactly the ids that contains() finds among all of them."""
+    index = LineIndex.from_lines({line for poem in corpus for line in LINE.split(poem) if line}, poet.vocab)
+    ids = np.stack([poet.vocab.encode(poem)[:4] for poem in corpus[:50]])  # prefixes of training lines
+    prefixes = np.concatenate([LineIndex.hash(ids), np.random.default_rng(0).integers(0, 2**32, 200)])
+    whole = prefixes[:, None].astype(np.uint64) * LineIndex.MULTIPLIER + np.arange(len(poet.vocab), dtype=np.uint64)
+    expected = index.contains(whole & LineIndex.MASK)
+    found = np.zeros_like(expected)
+    found[index.endings(prefixes, len(poet.vocab))] = True
+    assert (found == expected).all() and expected[:50].any()
+    # hashes just past 2**32 wrap around to the start: the interval of candidates can span the end
+    edge = LineIndex(np.array([2**32 - 3, 0, 7, 5994, 6001], dtype=np.uint32))
+    prefix = np.array([(2**32 - 5) * pow(1_000_003, -1, 2**32) % 2**32], dtype=np.uint64)
+    rows, found_ids = edge.endings(prefix, 6000)
+    assert rows.tolist() == [0] * 4 and sorted(found_ids.tolist()) == [2, 5, 12, 5999]
+
+
 def test_line_index_round_trip_and_the_older_npy_file(poet, corpus, tmp_path):
     index = LineIndex.from_lines({line for poem in corpus for line in LINE.split(poem) if line}, poet.vocab)
     index.save(tmp_path / LineIndex.FILE)

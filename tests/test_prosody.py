@@ -307,6 +307,18 @@ def test_allowed_mask_against_the_raw_table():
 
 
 @SCHEMES
+@pytest.mark.parametrize("tone", ["平", "仄"])
+def test_reading_matrix_products_are_the_rhyme_masks(scheme, tone):
+    """What the device loop multiplies: row c AND row i share a group exactly where allowed_mask says they rhyme."""
+    matrix = P.reading_matrix(VOCAB, tone, scheme)
+    assert matrix.dtype == bool and matrix.shape[0] == len(VOCAB) and not matrix[:6].any()
+    for c, char in enumerate(VOCAB):
+        if len(char) == 1 and char not in "，。a":
+            expected = P.allowed_mask(VOCAB, rhyme_with=char, tone=tone, scheme=scheme)
+            assert ((matrix.astype(int) @ matrix[c]) > 0).tolist() == expected.tolist(), char
+
+
+@SCHEMES
 def test_allowed_mask_agrees_with_the_lookups(scheme):
     s = P.get_scheme(scheme)
     known = P.allowed_mask(VOCAB, scheme=scheme)

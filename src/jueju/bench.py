@@ -8,9 +8,12 @@ One run, same model size and data for both sides, on the Keras backend of this p
 2. training  samples/s after warm-up. Ours: integer windows, embedding on the device, model.fit
              on NumPy arrays at train.batch_size. The original's: one-hot float32 inputs
              (batch, window, vocab) and one-hot labels built on the host by a Python generator,
-             batch 32, into the same LSTM stack reading one-hot floats.
+             batch 32, into the same LSTM stack reading one-hot floats. And as users train: the
+             default sequence layout (each poem read once, a character predicted at every
+             position) and the default model, in characters predicted per second, against the
+             original's samples per second (one character predicted each).
 3. generation one poem (latency) and 64 and 1024 poems in one batch (poems/s) with
-             jueju.generate.Poet (one LSTM step per character, its states carried), against
+             jueju.generate.Poet (decoding on the device, jueju.device_loop), against
              the original's loop: one model.predict call on a one-hot window per character
              per poem.
 4. word2vec  training time on the training split (word2vec.train_word2vec, [word2vec] settings).
@@ -53,6 +56,8 @@ FULL = {
     "poem_repeats": 5,
     "word2vec_epochs": None,
     "batches": [64, 1024],
+    "sequence_units": None,  # the default model's (model.lstm_units)
+    "sequence_steps": 6,
 }
 QUICK = {
     "lstm_units": [16, 32],
@@ -62,6 +67,8 @@ QUICK = {
     "poem_repeats": 2,
     "word2vec_epochs": 1,
     "batches": [64, 1024],
+    "sequence_units": [16, 32],
+    "sequence_steps": 2,
 }
 QUICK_FILES = ("tang/poet.tang.0.json", "song/poet.song.0.json")
 COLLECTIONS = ("tang", "song")
@@ -70,8 +77,10 @@ FIRST_LINE = "白日依山尽"
 # the issue's targets: reported as met or not, never asserted
 TARGETS = {
     "training": ("ours/original samples/s", 10.0),
-    "one_poem": ("per-character loop latency / ours", 20.0),
-    "batch_1024": ("ours 1024-poem batch / loop poems/s", 500.0),
+    "training_sequence": ("ours characters predicted/s (default sequence layout and model) / original samples/s", 10.0),
+    "one_poem": ("per-character loop latency / ours", 30.0),
+    "batch_1024": ("ours 1024-poem batch / loop poems/s", 600.0),
+    "batch_1024_over_64": ("ours 1024-poem batch poems/s / 64-poem batch poems/s (above 1: faster per poem)", 1.0),
     "prepare_seconds": ("prepare seconds at most", 60.0),
     "prepare_peak_mb": ("prepare peak RSS MB at most", 2000.0),
 }
@@ -187,10 +196,14 @@ def run(config: Config, corpus: Path, quick: bool = False) -> dict:
         ours, model = measure_training(config, windows, len(vocab), sizes)
         print("training: the original's one-hot generator ...", flush=True)
         original, original_model = measure_original_training(config, windows, len(vocab), sizes)
+        print("training: ours as users train, the default sequence layout and model ...", flush=True)
+        sequence = measure_sequence_training(config, train_poems, vocab, sizes)
         results["training"] = {
             "ours": ours,
             "original": original,
             "ratio": ours["samples_per_s"] / original["samples_per_s"],
+            "sequence": sequence,
+            "sequence_ratio": sequence["characters_per_s"] / original["samples_per_s"],
         }
         print("generation ...", flush=True)
         results["generation"] = measure_generation(config, model, original_model, vocab, train_poems, sizes)
@@ -325,7 +338,7 @@ def _enough(x: np.ndarray, y: np.ndarray, samples: int) -> tuple[np.ndarray, np.
     if len(y) >= samples:
         return x, y
     repeats = -(-samples // len(y))
-    return np.tile(x, (repeats, 1)), np.tile(y, repeats)
+    return np.tile(x, (repeats, 1)), np.tile(y, (repeats,) + (1,) * (y.ndim - 1))
 
 
 def our_model_spec(config: Config, sizes: dict):
@@ -340,6 +353,30 @@ def our_model_spec(config: Config, sizes: dict):
 
 def measure_training(config: Config, windows, vocab_size: int, sizes: dict):
     """Ours: int windows, embedding on the device, model.fit on NumPy arrays at train.batch_size."""
+    spec = our_model_spec(config, sizes)
+    return _fit(config, spec, vocab_size, config.dataset.window, windows.x, windows.y, sizes["train_steps"])
+
+
+def measure_sequence_training(config: Config, train_poems: list[str], vocab, sizes: dict) -> dict:
+    """Ours as users train by default: context = sequence (each poem read once, a target at every
+    position) and the default model, at train.batch_size poems; in characters predicted per second."""
+    from .dataset import encode_poems, make_sequences
+
+    poems = [poem for poem in train_poems if len(poem) == 4 * (config.corpus.line_length + 1)]
+    x, y = make_sequences(encode_poems(poems, vocab), config.dataset.pad_start)
+    spec = dataclasses.replace(config.model, input="embedding", dense_units=list(config.model.dense_units))
+    if config.model.input == "word2vec":  # the same network: word2vec only initialises the embedding
+        spec = dataclasses.replace(spec, embedding_dim=config.word2vec.vector_size)
+    if sizes["sequence_units"]:
+        spec = dataclasses.replace(spec, lstm_units=list(sizes["sequence_units"]))
+    result, _ = _fit(config, spec, len(vocab), None, x, y, sizes["sequence_steps"])
+    result["characters_per_s"] = result["samples_per_s"] * y.shape[1]  # a target at every position
+    result.update(characters_per_sample=int(y.shape[1]), lstm_units=list(spec.lstm_units), dropout=spec.dropout)
+    return result
+
+
+def _fit(config: Config, spec, vocab_size: int, window: int | None, x: np.ndarray, y: np.ndarray, wanted: int):
+    """Samples/s of model.fit at train.batch_size after a warm-up epoch, as jueju train runs it."""
     import keras
 
     from . import distribute
@@ -349,10 +386,10 @@ def measure_training(config: Config, windows, vocab_size: int, sizes: dict):
     keras.utils.set_random_seed(config.train.seed)
     with distribute.scope(config.train.distribution) as plan:
         plan.check_batch(batch)
-        steps = _steps(len(windows.y), batch, sizes["train_steps"])
-        x, y = plan.trim(*_enough(windows.x, windows.y, 2 * steps * batch))
+        steps = _steps(len(y), batch, wanted)
+        x, y = plan.trim(*_enough(x, y, 2 * steps * batch))
         with distribute.precision(config.train.mixed_precision):
-            model = build_model(our_model_spec(config, sizes), vocab_size, config.dataset.window)
+            model = build_model(spec, vocab_size, window)
         compile_model(model, config.train.learning_rate)
         model.steps_per_execution = plan.steps_per_execution(steps)
         timer = _epoch_timer()
@@ -536,20 +573,34 @@ def measure_word2vec(config: Config, train_poems: list[str], sizes: dict) -> dic
 def check_targets(results: dict) -> dict:
     """Each target of the issue with the measured value and whether it is met."""
     generation, prepare = results["generation"]["ratios"], results["prepare"]
+    ours = results["generation"].get("ours", {})
+    over_64 = None
+    if "batch_1024_poems_per_s" in ours and "batch_64_poems_per_s" in ours:
+        over_64 = ours["batch_1024_poems_per_s"] / ours["batch_64_poems_per_s"]
     values = {
         "training": results["training"]["ratio"],
+        "training_sequence": results["training"].get("sequence_ratio"),
         "one_poem": generation["one_poem"],
         "batch_1024": generation.get("batch_1024"),
+        "batch_1024_over_64": over_64,
         "prepare_seconds": prepare["seconds"],
         "prepare_peak_mb": prepare["peak_rss_mb"],
     }
     checked = {}
     for name, (meaning, target) in TARGETS.items():
         value = values[name]
-        at_most = name.startswith("prepare")
-        met = None if value is None else (value <= target if at_most else value >= target)
-        checked[name] = {"target": target, "value": value, "met": met, "meaning": meaning}
+        checked[name] = {"target": target, "value": value, "met": _meets(name, value, target), "meaning": meaning}
     return checked
+
+
+def _meets(name: str, value, target: float) -> bool | None:
+    if value is None:
+        return None
+    if name.startswith("prepare"):  # at most
+        return value <= target
+    if name == "batch_1024_over_64":  # faster per poem: strictly above
+        return value > target
+    return value >= target
 
 
 def _rows(results: dict) -> list[tuple[str, str, str, str, str]]:
@@ -569,12 +620,26 @@ def _rows(results: dict) -> list[tuple[str, str, str, str, str]]:
             f"{t['ratio']:,.1f}×",
             _target(targets, "training", "≥ 10×"),
         ),
+    ]
+    if "sequence" in t:
+        q = t["sequence"]
+        rows.append(
+            (
+                "training, default sequence layout (characters predicted/s)",
+                f"{q['characters_per_s']:,.0f} (batch {q['batch_size']} poems, LSTM "
+                f"{' + '.join(map(str, q['lstm_units']))})",
+                f"{t['original']['samples_per_s']:,.0f} (batch {t['original']['batch_size']})",
+                f"{t['sequence_ratio']:,.1f}×",
+                _target(targets, "training_sequence", "≥ 10×"),
+            )
+        )
+    rows += [
         (
             "one poem (latency)",
             f"{g['ours']['one_poem_s'] * 1000:,.0f} ms",
             f"{g['original_loop']['one_poem_s'] * 1000:,.0f} ms",
             f"{g['ratios']['one_poem']:,.1f}×",
-            _target(targets, "one_poem", "≥ 20×"),
+            _target(targets, "one_poem", "≥ 30×"),
         ),
     ]
     for size in results["sizes"]["batches"]:
@@ -584,7 +649,9 @@ def _rows(results: dict) -> list[tuple[str, str, str, str, str]]:
                 f"{g['ours'][f'batch_{size}_poems_per_s']:,.1f}",
                 f"{g['original_loop']['poems_per_s']:,.2f}",
                 f"{g['ratios'][f'batch_{size}']:,.0f}×",
-                _target(targets, "batch_1024", "≥ 500×") if size == 1024 else "—",
+                _target(targets, "batch_1024", "≥ 600×") + ", " + _target(targets, "batch_1024_over_64", "above 64's")
+                if size == 1024
+                else "—",
             )
         )
     w = results["word2vec"]

@@ -166,6 +166,29 @@ class LineIndex:
         where = np.searchsorted(self.hashes, values).clip(max=max(len(self.hashes) - 1, 0))
         return self.hashes[where] == values if len(self.hashes) else np.zeros(values.shape, dtype=bool)
 
+    def endings(self, prefixes: np.ndarray, vocab_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, ids): the ids < vocab_size that complete the line whose hash is prefixes[row] to one here.
+
+        The same as contains() on every (prefix, id) pair, in two binary searches a row: the
+        hashes of prefix + id, id < vocab_size, are the interval [prefix * MULTIPLIER, ... + vocab_size)
+        modulo 2**32, so only the (few) stored hashes inside it are candidates.
+        """
+        base = (np.asarray(prefixes, dtype=np.uint64) * self.MULTIPLIER & self.MASK).astype(np.int64)
+        wide, wrap = self._wide, 1 << 32
+        rows, ids = [], []
+        for lo, hi, shift in ((base, base + vocab_size, 0), (base - wrap, base + vocab_size - wrap, wrap)):
+            first, last = np.searchsorted(wide, lo), np.searchsorted(wide, hi)  # the wrapped part: below 2**32
+            counts = last - first
+            row = np.repeat(np.arange(len(base)), counts)
+            where = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + np.repeat(first, counts)
+            rows.append(row)
+            ids.append(wide[where] + shift - base[row])
+        return np.concatenate(rows), np.concatenate(ids)
+
+    @cached_property
+    def _wide(self) -> np.ndarray:
+        return self.hashes.astype(np.int64)  # searched with int64 bounds: no conversion of the index per call
+
     def save(self, path) -> None:
         with atomic_path(path) as tmp, open(tmp, "xb") as handle:  # a file: numpy adds no .npz to it
             np.savez_compressed(handle, gaps=np.diff(self.hashes, prepend=np.uint32(0)))
@@ -191,8 +214,9 @@ class NoCopy(Constraint):
         if position not in self.ends:
             return None
         prefix = LineIndex.hash(tokens[:, position - self.layout.line_length + 1 : position])
-        whole = (prefix[:, None] * LineIndex.MULTIPLIER + self.candidates) & LineIndex.MASK
-        return ~self.index.contains(whole)
+        mask = np.ones((len(tokens), len(self.candidates)), dtype=bool)
+        mask[self.index.endings(prefix, len(self.candidates))] = False
+        return mask
 
 
 def combine(constraints: list[Constraint]):

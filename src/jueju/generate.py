@@ -21,8 +21,9 @@ import numpy as np
 from . import condition, prosody
 from . import options as schema
 from .config import FORMS, Config, load_config, load_config_json
-from .constraints import Characters, Constraint, LineIndex, NoCopy, NoRepeat, Rhyme, Tones, choose_patterns, combine
+from .constraints import Characters, Constraint, LineIndex, NoCopy, NoRepeat, Rhyme, Tones, choose_patterns
 from .dataset import UNK_ID, Vocab
+from .device_loop import DeviceLoop, decode
 from .model import load_model
 from .options import OptionError
 from .plan import normalise_keywords, plans
@@ -76,6 +77,7 @@ class Poet:
         self.conditioned = condition.is_conditioned(vocab)  # it reads a title / keywords block before each poem
         self.stepper = Stepper(model, config.dataset.pad_start, condition.BLOCK if self.conditioned else 0)
         self.window = self.stepper.window  # None for a sequence model
+        self.device_loop = DeviceLoop.of(self.stepper)  # decoding on the device; None: the host loop (sampling)
         self.han = np.zeros(len(vocab), dtype=bool)
         self.han[vocab.han_ids()] = True
         self._lock = threading.Lock()  # one model, many callers: a batch at a time
@@ -264,12 +266,12 @@ class Poet:
         tokens, forced = self.preprocessor.prompt(givens)
         start = self.line_length if first_lines is not None else 0
         rng = np.random.default_rng(settings["seed"])
-        allowed = combine(self._constraints(settings, givens, rng))
+        constraints = self._constraints(settings, givens, rng)
         chooser = sampler if isinstance(sampler, Sampler) else self._sampler(settings)
         with self._lock:
             self.stepper.condition(None if blocks is None else np.repeat(blocks, settings["rerank"], axis=0))
             try:
-                tokens, _ = chooser.run(self.stepper.next_logits, tokens, start, forced, allowed, rng)
+                tokens = decode(self.device_loop, self.stepper, chooser, tokens, start, forced, constraints, rng)
                 rows = None if blocks is None else np.repeat(blocks, settings["rerank"], axis=0)
                 scores = self._choice_scores(tokens, start, rows) if settings["rerank"] > 1 else np.zeros(len(tokens))
             except ConstraintError as err:

@@ -67,6 +67,7 @@ __all__ = [
     "group_tone",
     "pingshui",
     "poem_lines",
+    "reading_matrix",
     "poem_rhymes",
     "rhyme_chars",
     "rhyme_groups",
@@ -724,6 +725,22 @@ def allowed_mask(
     if rhyme_with is not None:  # with a tone, only the groups where `rhyme_with` itself has that tone
         groups = frozenset(g for g, t in s.readings(rhyme_with) if tone is None or t == tone)
     return index.mask(groups, tone)
+
+
+def reading_matrix(vocab_tokens: Sequence[str], tone: str, scheme: str | Scheme = "pingshui") -> np.ndarray:
+    """(vocab, groups) booleans: token i has a reading of `tone` in group j (the scheme's groups of that tone).
+
+    allowed_mask(rhyme_with=c, tone=tone)[i] is `(matrix[c] & matrix[i]).any()`: rhyme masks as one
+    matrix product, for decoding on the device (jueju.device_loop).
+    """
+    if tone not in TONES:
+        raise ValueError(f"unknown tone {tone!r}; valid: {', '.join(TONES)}")
+    index = _vocab_index(tuple(vocab_tokens), get_scheme(scheme))
+    groups = sorted({g for g, t in index.by_reading if t == tone})
+    matrix = np.zeros((index.size, len(groups)), dtype=bool)
+    for j, group in enumerate(groups):
+        matrix[index.by_reading[(group, tone)], j] = True
+    return matrix
 
 
 # --------------------------------------------------------------------------

@@ -47,7 +47,7 @@ class Stepper:
         (what reranking compares: kept characters and punctuation count as much as written ones)."""
         rows, length = tokens.shape
         if self.window is None:  # the full model predicts every position of the poem read once
-            before = self.reader.before(rows)  # block and start token: prediction k is of tokens[:, k]
+            before = self.reader.start_ids(rows)  # block and start token: prediction k is of tokens[:, k]
             ids = np.concatenate([before, tokens[:, :-1]], axis=1)
             probs = np.asarray(self.model.predict_on_batch(ids))[:, start - 1 + before.shape[1] :]
         else:
@@ -86,8 +86,10 @@ class SequenceReader:
         self.probs = np.zeros((0, 0), dtype=np.float32)  # after the last id read
         self.blocks: np.ndarray | None = None  # (rows, block), or None for empty ones
 
-    def before(self, rows: int) -> np.ndarray:
-        """The ids each of `rows` rows reads before its poem: its block (if the model reads one), the start token.
+    def start_ids(self, rows: int) -> np.ndarray:
+        """(rows, ids) read before each row's first character: its block (if the model reads one), then
+        the start token the model was trained with. Both decoding loops read it (this one and
+        device_loop.DeviceLoop).
 
         `rows` may be a multiple of the blocks set: each block then serves that many consecutive
         rows (a beam search's beams of one poem).
@@ -102,7 +104,8 @@ class SequenceReader:
         return np.concatenate([blocks, np.full((rows, len(self.start)), PAD_ID, dtype=np.int32)], axis=1)
 
     def __call__(self, tokens: np.ndarray, position: int) -> np.ndarray:
-        context = np.concatenate([self.before(len(tokens)), np.asarray(tokens[:, :position], dtype=np.int32)], axis=1)
+        written = np.asarray(tokens[:, :position], dtype=np.int32)
+        context = np.concatenate([self.start_ids(len(tokens)), written], axis=1)
         rows = self._rows_read(context)
         if rows is None:
             states, done = [np.zeros((len(context), width), dtype) for width, dtype in self.state_shapes], 0
