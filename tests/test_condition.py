@@ -278,3 +278,16 @@ def test_a_title_to_a_model_without_conditioning_is_a_422(tmp_path):
         response = client.post("/api/poems", json={"title": "送友人"})
     assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "title"]
     assert json.dumps(response.json(), ensure_ascii=False).count("trained without titles") == 1
+
+
+@pytest.mark.parametrize("sampler", ["greedy", "beam"])
+def test_the_device_loop_reads_the_block_as_the_host_loop_does(poet, sampler):
+    assert poet.device_loop is not None  # a sequence model: decoded on the device
+    write = lambda: poet.poems(title="送友人", num=3, sampler=sampler, **QUIET)  # noqa: E731
+    on_device = write()
+    loop, poet.device_loop = poet.device_loop, None
+    try:
+        assert write() == on_device  # greedy and beam: the same poems on the host
+    finally:
+        poet.device_loop = loop
+    assert on_device != poet.poems(title="秋夜", num=3, sampler=sampler, **QUIET)  # the block is read
