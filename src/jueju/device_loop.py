@@ -30,7 +30,9 @@ noise), so a seed gives other poems than the host loop, but the same ones on eve
 
 from __future__ import annotations
 
+import keras
 import numpy as np
+from keras import ops
 
 from .constraints import Characters, Constraint, NoCopy, NoRepeat, Rhyme, Tones, combine
 from .dataset import PAD_ID, UNK_ID
@@ -77,8 +79,6 @@ class Strategy:
 
     def tempered(self, weights):
         """weights ** (1 / temperature), scaled so the row's largest is 1 (no underflow at low temperatures)."""
-        from keras import ops
-
         if self.temperature == 1.0:
             return weights
         logs = ops.log(weights)  # -inf where forbidden
@@ -87,8 +87,6 @@ class Strategy:
 
 class GreedyStrategy(Strategy):
     def choose(self, weights, uniform):
-        from keras import ops
-
         return ops.cast(ops.argmax(weights, axis=-1), "int32")
 
 
@@ -98,8 +96,6 @@ class TopKStrategy(Strategy):
         self.k = k
 
     def choose(self, weights, uniform):
-        from keras import ops
-
         # the k most probable, then a draw among them only; where several tie with the k-th, the host keeps
         # them all and this keeps the first k
         values, ids = ops.top_k(weights, min(self.k, weights.shape[-1]))
@@ -112,8 +108,6 @@ class TopPStrategy(Strategy):
         self.p = p
 
     def choose(self, weights, uniform):
-        from keras import ops
-
         values, ids = ops.top_k(weights, weights.shape[-1])  # sorted, most probable first
         probs = self.tempered(values)
         probs = probs / ops.sum(probs, axis=-1, keepdims=True)
@@ -133,8 +127,6 @@ class BeamStrategy(Strategy):
 
     def step(self, probs, mask, fixed, forced, scores):
         """(ids, rows continued, scores, stuck) for every beam: the `width` best continuations of each poem."""
-        from keras import ops
-
         rows, vocab = ops.shape(probs)[0], probs.shape[-1]
         logs = ops.log(ops.maximum(probs, TINY))  # log_softmax of them, written as the host writes it
         shifted = logs - ops.max(logs, axis=-1, keepdims=True)
@@ -170,8 +162,6 @@ def strategy_for(sampler: Sampler) -> Strategy | None:
 
 def inverse_cdf(weights, uniform):
     """Per row, the id i with cdf[i - 1] < uniform * total <= cdf[i]: a draw from weights / total."""
-    from keras import ops
-
     cdf = ops.cumsum(weights, axis=-1)
     below = ops.sum(ops.cast(cdf < uniform[:, None] * cdf[:, -1:], "int32"), axis=-1)
     return ops.minimum(below, weights.shape[-1] - 1)  # uniform = 1 and rounding: the last id with weight
@@ -218,8 +208,6 @@ class DeviceLoop:
 
     def __init__(self, reader):
         """`reader`: the stepper.SequenceReader of the model (its stepping model and start sequence)."""
-        import keras
-
         self.reader = reader
         self.stepping = reader.step  # [ids, *states] -> [probs, *states]: reads the start in one call
         chain = [layer for layer in self.stepping.layers if not isinstance(layer, keras.layers.InputLayer)]
@@ -247,8 +235,6 @@ class DeviceLoop:
 
     def run(self, sampler, tokens, start, forced, constraints, rng) -> np.ndarray:
         """As `sampler.run(...)[0]` with the AND of `constraints`; raises ConstraintError as it does."""
-        from keras import ops
-
         strategy = strategy_for(sampler)
         copies = strategy.width if strategy.reorders else 1
         poems, length = tokens.shape
@@ -319,8 +305,6 @@ class DeviceLoop:
 
     def _make_loop(self, strategy: Strategy, tables: Tables, length: int):
         """loop(lo, hi, carry, fixed, extra): positions lo..hi-1 decoded; `extra` narrows position lo."""
-        from keras import ops
-
         rhyme_positions = tables.rhyme_positions
         rhyming, tonal = bool(rhyme_positions), "tone" in tables.arrays
         no_copy, no_repeat = tables.no_copy is not None, tables.no_repeat is not None
@@ -427,8 +411,6 @@ class DeviceLoop:
 
 def _score_dtype() -> str:
     """float64 for beam search's totals, as the host's; JAX has it only with jax_enable_x64."""
-    import keras
-
     if keras.backend.backend() == "jax":
         import jax
 
@@ -437,8 +419,6 @@ def _score_dtype() -> str:
 
 
 def _tensors(tree: dict) -> dict:
-    from keras import ops
-
     return {
         name: [ops.convert_to_tensor(v) for v in value] if isinstance(value, list) else ops.convert_to_tensor(value)
         for name, value in tree.items()
@@ -447,8 +427,6 @@ def _tensors(tree: dict) -> dict:
 
 def _compile(function):
     """The loop as one compiled call on the backend: a traced graph (TensorFlow, JAX) or, on PyTorch, as is."""
-    import keras
-
     backend = keras.backend.backend()
     if backend == "tensorflow":
         import tensorflow as tf
@@ -463,8 +441,6 @@ def _compile(function):
 
 def _distributed() -> bool:
     """Under a tf.distribute strategy (training's sample callback) the host loop decodes."""
-    import keras
-
     if keras.backend.backend() != "tensorflow":
         return False
     import tensorflow as tf

@@ -433,6 +433,7 @@ class TrainingLog(keras.callbacks.Callback):
         every = self.config.train.sample_every
         if every and (epoch + 1) % every == 0:
             poet = Poet(distribute.for_sampling(self.model), self.vocab, self.config, self.train_lines)
+            poet.device_loop = None  # a few poems from a new Poet each epoch: the host loop, with nothing to compile
             poems = [poet.poem(line, seed=self.config.train.seed + i) for i, line in enumerate(self.first_lines)]
             self._write("\n".join([f"===== {summary}  {seconds:.1f}s =====", *poems, "===== End ====="]))
         else:
