@@ -7,6 +7,7 @@
 
 See src/jueju/bench.py for what is measured; prints a table and writes logs/benchmark.json.
 """
+
 import sys
 
 from jueju.bench import main

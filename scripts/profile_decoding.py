@@ -133,13 +133,7 @@ def bare_model(loop, rows: int) -> float:
 
     def run(ids, states):
         def body(step, ids, states):
-            x = ids
-            for layer in loop.embed:
-                x = layer(x)
-            new = []
-            for i, cell in enumerate(loop.cells):
-                x, (h, c) = cell(x, [states[2 * i], states[2 * i + 1]], training=False)
-                new += [h, c]
+            x, new = loop.read(ids, states)  # the loop's own step
 
             def head(x=x):
                 for layer in loop.head:

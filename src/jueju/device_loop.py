@@ -297,6 +297,17 @@ class DeviceLoop:
             out = out[np.arange(poems) * copies + best]
         return out
 
+    def read(self, ids, states):
+        """The last LSTM's output and the next states after reading one id a row (a step of the loop)."""
+        x = ids
+        for layer in self.embed:
+            x = layer(x)
+        new = []
+        for i, cell in enumerate(self.cells):
+            x, (h, c) = cell(x, [states[2 * i], states[2 * i + 1]], training=False)
+            new += [h, c]
+        return x, new
+
     def _loop(self, strategy: Strategy, tables: Tables, length: int):
         key = (strategy.key(), tables.key(), length)
         if key not in self._compiled:
@@ -344,17 +355,6 @@ class DeviceLoop:
                 mask = narrow(mask, ops.logical_or(ops.logical_not(carry["used"]), fixed["exempt"][None, :]))
             return mask
 
-        def read(ids, states):
-            """The next states and the last LSTM's output after reading one id a row."""
-            x = ids
-            for layer in self.embed:
-                x = layer(x)
-            new = []
-            for i, cell in enumerate(self.cells):
-                x, (h, c) = cell(x, [states[2 * i], states[2 * i + 1]], training=False)
-                new += [h, c]
-            return x, new
-
         def predict(x):
             for layer in self.head:
                 x = layer(x, training=False)
@@ -399,7 +399,7 @@ class DeviceLoop:
                     carry["used"] = ops.logical_or(carry["used"], ops.arange(vocab)[None, :] == ids[:, None])
                 carry["scores"] = scores
                 carry["stuck"] = ops.logical_or(carry["stuck"], stuck)
-                hidden, carry["states"] = read(ids, carry["states"])
+                hidden, carry["states"] = self.read(ids, carry["states"])
                 # the probabilities for the next position, only where some row will choose there
                 carry["probs"] = ops.cond(choose_here(position + 1), lambda: predict(hidden), lambda: carry["probs"])
                 return position + 1, carry
