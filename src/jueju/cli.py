@@ -220,16 +220,21 @@ def _word2vec(config, args):
 
 
 def _train(config, args):
+    from .generate import BACKWARD
     from .preprocess import EXAMPLE_FIRST_LINES
     from .train import train
 
     if args.out:
         config = config.writing_to(args.out)
     state = train(config, resume=args.resume, finetune=args.finetune, overwrite=args.overwrite)
+    if config.model.direction == "backward":
+        use = f"it reranks for the forward model whose folder it sits beside as {BACKWARD.format('<name>')}"
+    else:
+        example = EXAMPLE_FIRST_LINES[config.corpus.line_length]
+        use = f"write with it: jueju generate --model {config.model_dir} {example}"
     print(
         f"trained {state.epoch} epochs; best val_loss {state.best_val_loss:.4f} at epoch {state.best_epoch}; "
-        f"model in {config.model_dir} (write with it: jueju generate --model {config.model_dir} "
-        f"{EXAMPLE_FIRST_LINES[config.corpus.line_length]})"
+        f"model in {config.model_dir} ({use})"
     )
 
 

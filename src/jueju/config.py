@@ -33,6 +33,9 @@ def _range(lo, hi=None):
     return {"range": (lo, hi)}
 
 
+DIRECTIONS = ("forward", "backward")  # model.direction: how a model reads each poem
+
+
 def _choices(*values):
     return {"choices": values}
 
@@ -97,6 +100,7 @@ class Model:
     lstm_units: list[int] = field(metadata=_range(1, 8192))
     dropout: float = field(metadata=_range(0.0, 0.95))
     dense_units: list[int] = field(metadata=_range(1, 8192))
+    direction: str = field(metadata=_choices(*DIRECTIONS))
 
 
 @dataclass

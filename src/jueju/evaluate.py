@@ -546,6 +546,50 @@ def title_fidelity(poet, titles: Sequence[str], seed: int) -> dict:
     }
 
 
+RERANK_POEMS = 200  # test first lines of the reranking study, each with its real poem among RERANK_RIVALS of ours
+RERANK_RIVALS = 15
+BACKWARD_WEIGHTS = (0.0, 1.0, 2.0, 4.0)  # weights of the first line's information compared (option backward)
+
+
+def rerank_metrics(poet, test: Sequence[str], seed: int) -> dict | None:
+    """What each reranking score is worth as a judge: per test first line, the real poem among
+    RERANK_RIVALS of ours written from it (model defaults, no reranking), all scored as reranking
+    scores them: the forward model's mean log-probability of lines 2-4, plus `backward` times how
+    much lines 2-4 tell of line 1 (Poet.first_line_information). How often the real poem scores
+    best (chance 1 / (RERANK_RIVALS + 1)), and its mean rank. None without a backward model."""
+    if poet.backward is None:
+        return None
+    real = list(test[:RERANK_POEMS])
+    firsts = [split_lines(poem)[0] for poem in real for _ in range(RERANK_RIVALS)]
+    ours = generate_batch(poet, firsts, {"rerank": 1}, seed)
+    groups = [
+        [poem, *rivals]
+        for i, poem in enumerate(real)
+        if None not in (rivals := ours[i * RERANK_RIVALS : (i + 1) * RERANK_RIVALS])
+    ]
+    tokens = np.stack([poet.vocab.encode(poem) for group in groups for poem in group])
+    forward, information = [], []
+    for start in range(0, len(tokens), GENERATE_BATCH):
+        chunk = tokens[start : start + GENERATE_BATCH]
+        information.append(poet.first_line_information(chunk))
+        forward.append(poet.stepper.score(chunk, poet.line_length))
+    shape = (len(groups), RERANK_RIVALS + 1)
+    forward, information = np.concatenate(forward).reshape(shape), np.concatenate(information).reshape(shape)
+    scores = {f"backward={weight:g}": forward + weight * information for weight in BACKWARD_WEIGHTS}
+    scores["first_line_information"] = information
+
+    def judged(score: np.ndarray) -> dict:
+        ranks = (score[:, 1:] > score[:, :1]).sum(axis=1)
+        return {"real_first": float(np.mean(ranks == 0)), "real_mean_rank": float(np.mean(ranks)) + 1}
+
+    return {
+        "poems": len(groups),
+        "rivals": RERANK_RIVALS,
+        "chance": 1 / (RERANK_RIVALS + 1),
+        "scores": {name: judged(score) for name, score in scores.items()},
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # The whole evaluation
 
@@ -620,6 +664,7 @@ def run_evaluation(
         )
         if poet.conditioned
         else None,
+        "reranking": rerank_metrics(poet, test, seed),
         "test_poems": len(test),
         "modes": {name: dict(options) for name, options in modes.items()},
         "seed": seed,

@@ -63,7 +63,12 @@ MI_WEIGHT = 1.0  # reranking poems written toward a title or keywords: weight of
 class Poet:
     """A trained model with its vocabulary and config, ready to write many poems."""
 
-    def __init__(self, model, vocab: Vocab, config: Config, train_lines: LineIndex | None = None):
+    def __init__(self, model, vocab: Vocab, config: Config, train_lines: LineIndex | None = None, backward=None):
+        if config.model.direction != "forward":
+            raise ValueError(
+                "this is a backward model (model.direction = backward): it scores poems for reranking "
+                "and writes none; load the forward model it serves, which finds it in <model>-backward"
+            )
         if model.output_shape[-1] != len(vocab):
             raise ValueError(
                 f"the vocabulary has {len(vocab)} tokens but the model predicts {model.output_shape[-1]}: "
@@ -78,6 +83,12 @@ class Poet:
         self.stepper = Stepper(model, config.dataset.pad_start, condition.BLOCK if self.conditioned else 0)
         self.window = self.stepper.window  # None for a sequence model
         self.device_loop = DeviceLoop.of(self.stepper)  # decoding on the device; None: the host loop (sampling)
+        # the backward model (reads each poem right to left, same vocabulary and block): a reranking scorer
+        self.backward = None
+        if backward is not None:
+            if backward.output_shape[-1] != len(vocab):
+                raise ValueError(f"the backward model predicts {backward.output_shape[-1]} tokens, not {len(vocab)}")
+            self.backward = Stepper(backward, True, condition.BLOCK if self.conditioned else 0)
         self.han = np.zeros(len(vocab), dtype=bool)
         self.han[vocab.han_ids()] = True
         self._lock = threading.Lock()  # one model, many callers: a batch at a time
@@ -95,7 +106,16 @@ class Poet:
         if not lines.is_file():
             lines = model_dir / "train_lines.npy"  # what model folders trained before 2026-12-02 hold
         train_lines = LineIndex.load(lines) if lines.is_file() else None
-        return cls(load_model(files[0]), Vocab.load(files[1]), load_config_json(files[2]), train_lines)
+        vocab, backward = Vocab.load(files[1]), backward_dir(model_dir)
+        if backward is not None and Vocab.load(backward / "vocab.json").tokens != vocab.tokens:
+            raise ValueError(f"{backward} has another vocabulary than {model_dir}: train both on one data set")
+        return cls(
+            load_model(files[0]),
+            vocab,
+            load_config_json(files[2]),
+            train_lines,
+            None if backward is None else load_model(backward / "model.keras"),
+        )
 
     @property
     def poem_length(self) -> int:
@@ -191,7 +211,8 @@ class Poet:
         with self._lock:
             self.stepper.condition(blocks)
             try:
-                scores = self._choice_scores(tokens, 0, blocks)
+                backward = settings["backward"] if first_line is not None else 0.0  # only for a given line 1
+                scores = self._choice_scores(tokens, 0, blocks, backward)
             finally:
                 self.stepper.forget()
         best = scores.reshape(num, draws).argmax(axis=-1) + np.arange(num) * draws
@@ -208,17 +229,35 @@ class Poet:
             finally:
                 self.stepper.forget()
 
-    def _choice_scores(self, tokens: np.ndarray, start: int, blocks: np.ndarray | None) -> np.ndarray:
+    def _choice_scores(
+        self, tokens: np.ndarray, start: int, blocks: np.ndarray | None, backward: float = 0.0
+    ) -> np.ndarray:
         """What reranking compares (the stepper conditioned on `blocks`): each whole poem's mean
         log-probability, plus MI_WEIGHT times how much more probable its block makes it (the pointwise
-        mutual information of poem and title/keywords: a poem about its title beats a generic one)."""
+        mutual information of poem and title/keywords: a poem about its title beats a generic one),
+        plus `backward` times how much lines 2-4 tell of line 1 (`first_line_information`: do the
+        later lines explain the first? the one score of these that prefers real poems to ours,
+        docs/results.md)."""
         scores = self.stepper.score(tokens, start)
-        if blocks is None:
-            return scores
-        self.stepper.condition(None)
-        plain = self.stepper.score(tokens, start)
-        self.stepper.condition(blocks)
-        return scores + MI_WEIGHT * (scores - plain)
+        if blocks is not None:
+            self.stepper.condition(None)
+            plain = self.stepper.score(tokens, start)
+            self.stepper.condition(blocks)
+            scores = scores + MI_WEIGHT * (scores - plain)
+        if backward:  # settings() made sure there is a backward model
+            scores = scores + backward * self.first_line_information(tokens, blocks)
+        return scores
+
+    def first_line_information(self, tokens: np.ndarray, blocks: np.ndarray | None = None) -> np.ndarray:
+        """Per poem (ids, read after `blocks`), how much its lines 2-4 tell of its first line: the
+        backward model's mean log-probability of line 1's characters read after the rest, right to
+        left. Among poems of one first line this orders them as the pointwise mutual information of
+        line 1 and the rest, as log P(line 1) is the same for all of them."""
+        self.backward.condition(blocks)
+        try:
+            return self.backward.score(tokens[:, ::-1], tokens.shape[1] - self.line_length)
+        finally:
+            self.backward.forget()
 
     def revise(
         self, poem: str, keep: Sequence[int] = (), *, keep_lines: Sequence[int] = (), num: int = 1, **options
@@ -273,7 +312,14 @@ class Poet:
             try:
                 tokens = decode(self.device_loop, self.stepper, chooser, tokens, start, forced, constraints, rng)
                 rows = None if blocks is None else np.repeat(blocks, settings["rerank"], axis=0)
-                scores = self._choice_scores(tokens, start, rows) if settings["rerank"] > 1 else np.zeros(len(tokens))
+                # what lines 2-4 tell of line 1 judges them where line 1 is given: where it is written too,
+                # the score would favour unlikely first lines (and readers scored such poems lower)
+                backward = settings["backward"] if first_lines is not None else 0.0
+                scores = (
+                    self._choice_scores(tokens, start, rows, backward)
+                    if settings["rerank"] > 1
+                    else np.zeros(len(tokens))
+                )
             except ConstraintError as err:
                 raise NothingFits(
                     _stuck_field(settings, templates),
@@ -323,7 +369,14 @@ class Poet:
         values = {
             name: getattr(defaults, name) if given.get(name) is None else _plain(given[name]) for name in schema.NAMES
         }
-        return schema.check(values)
+        values = schema.check(values)
+        if values["backward"] and self.backward is None:
+            raise OptionError(
+                "backward",
+                f"backward = {values['backward']} needs a backward model beside this one (<model>-backward, "
+                "trained with model.direction = backward): set backward = 0",
+            )
+        return values
 
     def _sampler(self, settings: dict) -> Sampler:
         return make_sampler(
@@ -397,6 +450,15 @@ def _stuck_field(settings: dict, templates) -> str:
 def _plain(value):
     """NumPy scalars as Python numbers, so the strict schema takes them as a caller means them."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+BACKWARD = "{}-backward"  # the folder of a model's backward scorer, beside it: models/wuyan -> models/wuyan-backward
+
+
+def backward_dir(model_dir: str | Path) -> Path | None:
+    """The folder of the backward model that reranks for the model in `model_dir`; None if it has none."""
+    folder = Path(model_dir).with_name(BACKWARD.format(Path(model_dir).name))
+    return folder if (folder / "model.keras").is_file() else None
 
 
 def training_command(model_dir: Path) -> str:

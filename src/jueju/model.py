@@ -97,21 +97,25 @@ def with_context(model: keras.Model, window: int | None, every_position: bool) -
     return changed
 
 
-def stepping_model(model: keras.Model) -> keras.Model:
+def stepping_model(model: keras.Model, features: bool = False) -> keras.Model:
     """The same network and weights as a step function: [ids, *states] -> [probs after the last id, *states].
 
     `ids` is (batch, any length); `states` is each LSTM's h and c, in layer order. Carrying
     them from call to call, a poem costs one step a character instead of a reread of the
     poem so far (see generate.SequenceReader). Zero states are the start of a poem.
+    With `features`, the first output is what the softmax reads, at every position of `ids`
+    (for scoring: the softmax then runs only where a score needs it).
     """
     ids = keras.Input(shape=(None,), dtype="int32", name="ids")
     x, states_in, states_out, copies = ids, [], [], []
     chain = [layer for layer in model.layers if not isinstance(layer, layers.InputLayer)]
+    if features:
+        chain = chain[:-1]  # all but the softmax layer, next_char
     last_lstm = max(i for i, layer in enumerate(chain) if isinstance(layer, layers.LSTM))
     for i, layer in enumerate(chain):
         if isinstance(layer, layers.LSTM):
             copy = layers.LSTM.from_config(
-                {**layer.get_config(), "return_sequences": i != last_lstm, "return_state": True}
+                {**layer.get_config(), "return_sequences": features or i != last_lstm, "return_state": True}
             )
             state = [
                 keras.Input(shape=(layer.units,), dtype=copy.compute_dtype, name=f"{layer.name}_{part}")

@@ -48,6 +48,11 @@ class DecodingOptions(BaseModel):
     tonal: bool = Field(description="follow a standard tonal pattern (平仄, 一三五不论)")
     no_copy: bool = Field(description="never output a line (after the first) of the training corpus")
     rerank: int = Field(ge=1, le=MAX_CANDIDATES, description="draw this many per poem and keep the most probable")
+    backward: float = Field(
+        ge=0.0,
+        le=10.0,
+        description="reranking poems of a given first line: weight of how much their lines 2-4 tell of it (0 = off)",
+    )
     no_repeat: bool = Field(description="never repeat a character within a poem")
     num: int = Field(ge=1, le=MAX_NUM, description="poems to write")
     seed: int | None = Field(ge=0, le=MAX_SEED, description="same seed, same poems (empty: new poems each time)")

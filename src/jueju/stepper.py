@@ -9,6 +9,7 @@ character to the next (`SequenceReader`). A conditioned model first reads each r
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 
 from .dataset import PAD_ID
@@ -26,6 +27,9 @@ class Stepper:
         if block and self.window is not None:
             raise ValueError("only a sequence model reads a conditioning block")
         self.reader = SequenceReader(model, start_token, block) if self.window is None else None
+        if self.window is None:  # scoring: the LSTMs read each prefix once and then the poems, the softmax
+            self.head = model.get_layer("next_char")  # runs only at the positions scored
+            self.features = for_sampling(stepping_model(model, features=True))
 
     def condition(self, blocks: np.ndarray | None) -> None:
         """Each row's conditioning block (rows, block) from now until `forget`; None: empty blocks."""
@@ -42,21 +46,38 @@ class Stepper:
             probs = self.model.predict_on_batch(context)
         return np.log(np.maximum(np.asarray(probs, dtype=np.float32), np.finfo(np.float32).tiny))
 
-    def score(self, tokens: np.ndarray, start: int) -> np.ndarray:
-        """Per row, the mean log-probability of tokens[:, start:], read as whole poems in one model call
-        (what reranking compares: kept characters and punctuation count as much as written ones)."""
+    def score(self, tokens: np.ndarray, start: int, stop: int | None = None) -> np.ndarray:
+        """Per row, the mean log-probability of tokens[:, start:stop], read as whole poems in one model
+        call (what reranking compares: kept characters and punctuation count as much as written ones)."""
         rows, length = tokens.shape
-        if self.window is None:  # the full model predicts every position of the poem read once
-            before = self.reader.start_ids(rows)  # block and start token: prediction k is of tokens[:, k]
-            ids = np.concatenate([before, tokens[:, :-1]], axis=1)
-            probs = np.asarray(self.model.predict_on_batch(ids))[:, start - 1 + before.shape[1] :]
+        stop = length if stop is None else stop
+        if self.window is None:
+            before = self.reader.start_ids(rows)  # block and start token
+            states = self._states_after(before[:, :-1])
+            ids = np.concatenate([before[:, -1:], tokens[:, : stop - 1]], axis=1)  # prediction k is of tokens[:, k]
+            offset = 0 if before.shape[1] else 1  # nothing before the poem: its first id is read, not predicted
+            features, *_ = self.features.predict_on_batch([ids, *states])
+            probs = keras.ops.convert_to_numpy(self.head(np.asarray(features)[:, start - offset :]))
         else:
             padded = np.pad(tokens, ((0, 0), (self.window, 0)), constant_values=PAD_ID)
             windows = np.stack([padded[:, p : p + self.window] for p in range(start, length)], axis=1)
             probs = np.asarray(self.model.predict_on_batch(windows.reshape(-1, self.window)))
             probs = probs.reshape(rows, length - start, -1)
-        chosen = np.take_along_axis(probs, tokens[:, start:, None], axis=-1)[..., 0]
+        chosen = np.take_along_axis(probs[:, : stop - start], tokens[:, start:stop, None], axis=-1)[..., 0]
         return np.log(np.maximum(chosen, np.finfo(np.float32).tiny)).mean(axis=-1)
+
+    def _states_after(self, prefixes: np.ndarray) -> list[np.ndarray]:
+        """The LSTM states after each row's `prefixes` (rows, ids), each distinct prefix read once (the
+        candidates of a poem share their block, and poems without one an all-<pad> block)."""
+        if not prefixes.shape[1]:
+            return [np.zeros((len(prefixes), width), dtype) for width, dtype in self.reader.state_shapes]
+        distinct, rows = np.unique(prefixes, axis=0, return_inverse=True)
+        bucket = 1 << (len(distinct) - 1).bit_length()  # a few batch sizes, each compiled once
+        distinct = np.pad(distinct, ((0, bucket - len(distinct)), (0, 0)), mode="edge")
+        _, *states = self.reader.step.predict_on_batch(
+            [distinct, *(np.zeros((bucket, width), dtype) for width, dtype in self.reader.state_shapes)]
+        )
+        return [np.asarray(state)[rows.reshape(-1)] for state in states]
 
     def forget(self) -> None:
         """Drop what was read: the next call starts new poems."""

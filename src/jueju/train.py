@@ -27,7 +27,7 @@ import numpy as np
 from . import condition, distribute, pipeline
 from .config import Config
 from .constraints import LineIndex
-from .dataset import Vocab, Windows, quatrain_samples, read_poems
+from .dataset import Vocab, Windows, quatrain_samples, read_poems, reversed_sequences
 from .files import atomic_path, write_atomic
 from .generate import Poet
 from .model import (
@@ -157,8 +157,9 @@ def check_destination(out: Path, resume: bool, finetune: str | Path | None, over
 
 def training_samples(config: Config) -> Windows:
     """train.npz, or with train.quatrains_only its real quatrains alone (a last fine-tuning stage);
-    with dataset.condition each poem read after its conditioning block."""
-    samples = Windows.load(config.data_dir / "train.npz")
+    read right to left for a backward model; with dataset.condition each poem read after its
+    conditioning block."""
+    samples = directed(Windows.load(config.data_dir / "train.npz"), config)
     if config.dataset.condition:
         samples = condition.with_blocks(samples, np.load(config.data_dir / condition.BLOCKS, allow_pickle=False))
     if not config.train.quatrains_only:
@@ -169,8 +170,20 @@ def training_samples(config: Config) -> Windows:
 def validation_samples(config: Config) -> Windows:
     """valid.npz; with dataset.condition read after empty blocks, so validation measures (and early
     stopping guards) the model's unconditioned use."""
-    samples = Windows.load(config.data_dir / "valid.npz")
+    samples = directed(Windows.load(config.data_dir / "valid.npz"), config)
     return condition.with_blocks(samples) if config.dataset.condition else samples
+
+
+def directed(samples: Windows, config: Config) -> Windows:
+    """The samples as model.direction reads them: as they are, or each poem right to left."""
+    if config.model.direction == "forward":
+        return samples
+    if not (config.dataset.context == "sequence" and config.dataset.pad_start):
+        raise ValueError(
+            "model.direction = backward needs dataset.context = sequence and dataset.pad_start = true "
+            f"(got {config.dataset.context} and {config.dataset.pad_start}): set them, or model.direction = forward"
+        )
+    return reversed_sequences(samples)
 
 
 def training_data(train_set: Windows, config: Config, plan: distribute.Plan, first_epoch: int) -> dict:
@@ -431,7 +444,9 @@ class TrainingLog(keras.callbacks.Callback):
         loss, val_loss = float(logs["loss"]), float(logs["val_loss"])
         summary = f"Epoch {epoch + 1}  loss {loss:.4f}  val_loss {val_loss:.4f}  val_ppl {math.exp(val_loss):.1f}"
         every = self.config.train.sample_every
-        if every and (epoch + 1) % every == 0:
+        if self.config.model.direction == "backward":  # a scorer, which writes no poems
+            self._write(f"{summary}  {seconds:.1f}s  (a backward model: no sample poems)")
+        elif every and (epoch + 1) % every == 0:
             poet = Poet(distribute.for_sampling(self.model), self.vocab, self.config, self.train_lines)
             poet.device_loop = None  # a few poems from a new Poet each epoch: the host loop, with nothing to compile
             poems = [poet.poem(line, seed=self.config.train.seed + i) for i, line in enumerate(self.first_lines)]
