@@ -182,19 +182,21 @@ def test_the_committed_models_write_toward_a_title(length):
     assert form_pattern(length).match(generate_poetry(title="送友人", line_length=length, seed=1, rerank=4))
 
 
-def test_the_committed_backward_model_judges_first_lines_better_than_chance():
-    """models/wuyan-backward (docs/results.md, Choosing among whole poems): of the reranking scores,
+@pytest.mark.parametrize("length", FORMS)
+def test_the_committed_backward_models_judge_first_lines_better_than_chance(length):
+    """models/<form>-backward (docs/results.md, Choosing among whole poems): of the reranking scores,
     how much lines 2-4 tell of line 1 finds the real poem among 15 of ours far more often than chance,
     and the committed defaults use it."""
     import json
 
     from jueju.generate import Poet
 
-    measured = json.loads((form_model(5) / "evaluation.json").read_text("utf-8"))["reranking"]
+    measured = json.loads((form_model(length) / "evaluation.json").read_text("utf-8"))["reranking"]
     scores, chance = measured["scores"], measured["chance"]
     assert measured["poems"] >= 190 and chance == pytest.approx(1 / 16)
     assert scores["first_line_information"]["real_first"] >= 1.5 * chance, scores
     assert scores["backward=0"]["real_first"] < chance, scores  # the forward model prefers our poems
-    poet = Poet.load(form_model(5))
+    poet = Poet.load(form_model(length))
     assert poet.backward is not None and poet.settings({})["backward"] > 0
-    assert form_pattern(5).match(poet.poem("白日依山尽", seed=1))
+    first = {5: "白日依山尽", 7: "朝辞白帝彩云间"}[length]
+    assert form_pattern(length).match(poet.poem(first, seed=1))
