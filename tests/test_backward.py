@@ -109,6 +109,8 @@ def test_reranking_keeps_the_candidate_of_best_forward_score_plus_backward_infor
 
 def test_backward_without_a_backward_model_names_the_option():
     plain = untrained_poet(tiny_quatrains())
+    plain.config.generate.backward = 2.0  # a model folder copied without the backward model beside it
+    assert plain.settings({})["backward"] == 0.0  # its default gives way; asking for it is an error
     with pytest.raises(OptionError, match="needs a backward model") as err:
         plain.poem("白日依山尽", rerank=4, backward=1.0)
     assert err.value.field == "backward"

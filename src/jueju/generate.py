@@ -370,6 +370,8 @@ class Poet:
             name: getattr(defaults, name) if given.get(name) is None else _plain(given[name]) for name in schema.NAMES
         }
         values = schema.check(values)
+        if self.backward is None and given.get("backward") is None:
+            values["backward"] = 0.0  # the model's default needs its backward model (a copied folder may lack it)
         if values["backward"] and self.backward is None:
             raise OptionError(
                 "backward",
