@@ -136,8 +136,7 @@ def make_sequences(poems: np.ndarray, pad_start: bool) -> tuple[np.ndarray, np.n
 def reversed_sequences(samples: Windows) -> Windows:
     """Sequence samples (with pad_start's start token) of the same poems read right to left, last
     character first: the samples of a backward model (model.direction = backward)."""
-    backward = np.ascontiguousarray(samples.y[:, ::-1])
-    return Windows(np.pad(backward[:, :-1], ((0, 0), (1, 0)), constant_values=PAD_ID), backward)
+    return Windows(*make_sequences(np.ascontiguousarray(samples.y[:, ::-1]), pad_start=True))
 
 
 def make_samples(poems: np.ndarray, context: str, window: int, pad_start: bool) -> tuple[np.ndarray, np.ndarray]:

@@ -88,6 +88,7 @@ class Poet:
         if backward is not None:
             if backward.output_shape[-1] != len(vocab):
                 raise ValueError(f"the backward model predicts {backward.output_shape[-1]} tokens, not {len(vocab)}")
+            # a backward model always reads a start token (train.directed refuses one without pad_start)
             self.backward = Stepper(backward, True, condition.BLOCK if self.conditioned else 0)
         self.han = np.zeros(len(vocab), dtype=bool)
         self.han[vocab.han_ids()] = True

@@ -27,9 +27,15 @@ class Stepper:
         if block and self.window is not None:
             raise ValueError("only a sequence model reads a conditioning block")
         self.reader = SequenceReader(model, start_token, block) if self.window is None else None
-        if self.window is None:  # scoring: the LSTMs read each prefix once and then the poems, the softmax
-            self.head = model.get_layer("next_char")  # runs only at the positions scored
-            self.features = for_sampling(stepping_model(model, features=True))
+        self._features = None  # built at the first score of a sequence model
+
+    @property
+    def features(self):
+        """For scoring: [ids, *states] -> [what the softmax reads at every position, *states], so the LSTMs
+        read each prefix once and the softmax (`model`'s next_char layer) runs only where a score needs it."""
+        if self._features is None:
+            self._features = for_sampling(stepping_model(self.model, features=True))
+        return self._features
 
     def condition(self, blocks: np.ndarray | None) -> None:
         """Each row's conditioning block (rows, block) from now until `forget`; None: empty blocks."""
@@ -57,7 +63,8 @@ class Stepper:
             ids = np.concatenate([before[:, -1:], tokens[:, : stop - 1]], axis=1)  # prediction k is of tokens[:, k]
             offset = 0 if before.shape[1] else 1  # nothing before the poem: its first id is read, not predicted
             features, *_ = self.features.predict_on_batch([ids, *states])
-            probs = keras.ops.convert_to_numpy(self.head(np.asarray(features)[:, start - offset :]))
+            head = self.model.get_layer("next_char")
+            probs = keras.ops.convert_to_numpy(head(np.asarray(features)[:, start - offset :]))
         else:
             padded = np.pad(tokens, ((0, 0), (self.window, 0)), constant_values=PAD_ID)
             windows = np.stack([padded[:, p : p + self.window] for p in range(start, length)], axis=1)
