@@ -26,7 +26,7 @@ import numpy as np
 
 from jueju.condition import GRAMMAR, KeywordRule, block_ids
 from jueju.dataset import Vocab, read_poems
-from jueju.evaluate import _perplexity, lstm_log_probs
+from jueju.evaluate import lstm_log_probs, perplexity_of
 from jueju.model import load_model
 from jueju.text import is_han, split_lines
 from jueju.word2vec import load_vectors
@@ -105,7 +105,7 @@ def main() -> None:
     for name, plan in plans.items():
         words = [plan(poem, line) for poem, line in zip(test, firsts)]
         blocks = np.stack([block_ids(vocab, "", w) for w in words])
-        perplexity = _perplexity(lstm_log_probs(model, vocab, test, None, True, blocks=blocks))
+        perplexity = perplexity_of(lstm_log_probs(model, vocab, test, None, True, blocks=blocks))
         print(f"{name:26s} {perplexity:7.1f}   e.g. {firsts[0]}: {words[0]}, {firsts[1]}: {words[1]}")
 
 

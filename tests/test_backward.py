@@ -133,3 +133,23 @@ def test_a_backward_model_of_another_vocabulary_is_refused(tmp_path):
     save_tiny_model(tmp_path / "wuyan-backward")  # its vocabulary lacks the conditioning markers
     with pytest.raises(ValueError, match="has another vocabulary"):
         Poet.load(forward)
+
+
+def test_backward_judges_only_poems_whose_first_line_is_given(poet):
+    # where line 1 is written too, its information would favour unlikely first lines (backward_weight)
+    for inputs in ({"title": "送友人"}, {"keywords": ["秋", "月"]}):
+        written = [poet.poems(num=4, seed=4, rerank=8, backward=weight, **inputs, **QUIET) for weight in (0.0, 10.0)]
+        assert written[0] == written[1], inputs
+    for inputs in ({"first_line": "白日依山尽"}, {"first_line": "白日依山尽", "keywords": ["秋", "月"]}):
+        written = [poet.poems(num=4, seed=4, rerank=8, backward=weight, **inputs, **QUIET) for weight in (0.0, 10.0)]
+        assert written[0] != written[1], inputs
+
+
+def test_a_stepper_forgets_what_it_read_even_when_decoding_fails(poet):
+    tokens = np.stack([poet.vocab.encode(poem) for poem in poet.batch(["白日依山尽"] * 2, seed=6, **QUIET)])
+    with pytest.raises(RuntimeError, match="stuck"):
+        with poet.stepper.reading(poet.blocks(2, "送友人")):
+            poet.stepper.next_logits(tokens, 3)
+            assert poet.stepper.reader.read.shape[0] == 2
+            raise RuntimeError("stuck")
+    assert poet.stepper.reader.read.shape == (0, 0) and poet.stepper.reader.blocks is None

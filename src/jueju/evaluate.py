@@ -186,7 +186,8 @@ def _first_line_length(poem: str) -> int:
     raise ValueError(f"no punctuation after the first line in {poem!r}")
 
 
-def _perplexity(log_probs: np.ndarray) -> float:
+def perplexity_of(log_probs: np.ndarray) -> float:
+    """The perplexity of scored targets: exp of their mean negative log-probability."""
     if not len(log_probs):
         raise ValueError("no character to score: every target is punctuation or unknown to the vocabulary")
     return float(math.exp(-float(np.mean(log_probs))))
@@ -262,7 +263,7 @@ def _han_log_probs(probs: np.ndarray, targets: np.ndarray, han: np.ndarray) -> n
 
 def lstm_perplexity(model, vocab: Vocab, poems: list[str], window: int | None, pad_start: bool) -> float:
     """Perplexity per Han character of lines 2-4 given line 1, renormalised over the Han tokens."""
-    return _perplexity(lstm_log_probs(model, vocab, poems, window, pad_start))
+    return perplexity_of(lstm_log_probs(model, vocab, poems, window, pad_start))
 
 
 def trigram_log_probs(kn: TrigramKN, vocab: Vocab, poems: list[str]) -> np.ndarray:
@@ -286,7 +287,7 @@ def trigram_log_probs(kn: TrigramKN, vocab: Vocab, poems: list[str]) -> np.ndarr
 
 def trigram_perplexity(kn: TrigramKN, vocab: Vocab, poems: list[str]) -> float:
     """Perplexity per Han character of lines 2-4 given line 1, renormalised over the Han tokens."""
-    return _perplexity(trigram_log_probs(kn, vocab, poems))
+    return perplexity_of(trigram_log_probs(kn, vocab, poems))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -503,7 +504,7 @@ def condition_metrics(poet, test: Sequence[str], titles: Sequence[str], train: S
         "title_and_keywords": [(title, w) for (_, title), w in zip(titled, words)],
     }
     perplexity = {
-        name: _perplexity(
+        name: perplexity_of(
             lstm_log_probs(
                 poet.model,
                 poet.vocab,
@@ -557,6 +558,8 @@ def rerank_metrics(poet, test: Sequence[str], seed: int) -> dict | None:
     scores them: the forward model's mean log-probability of lines 2-4, plus `backward` times how
     much lines 2-4 tell of line 1 (Poet.first_line_information). How often the real poem scores
     best (chance 1 / (RERANK_RIVALS + 1)), and its mean rank. None without a backward model."""
+    from .generate import with_information  # here: the rest of this module runs without Keras
+
     if poet.backward is None:
         return None
     real = list(test[:RERANK_POEMS])
@@ -575,7 +578,7 @@ def rerank_metrics(poet, test: Sequence[str], seed: int) -> dict | None:
         forward.append(poet.stepper.score(chunk, poet.line_length))
     shape = (len(groups), RERANK_RIVALS + 1)
     forward, information = np.concatenate(forward).reshape(shape), np.concatenate(information).reshape(shape)
-    scores = {f"backward={weight:g}": forward + weight * information for weight in BACKWARD_WEIGHTS}
+    scores = {f"backward={weight:g}": with_information(forward, information, weight) for weight in BACKWARD_WEIGHTS}
     scores["first_line_information"] = information
 
     def judged(score: np.ndarray) -> dict:
@@ -631,7 +634,7 @@ def run_evaluation(
     _, mask, unknown = scored_targets(vocab, test)
     kn = trigram_kn(train, vocab)
     perplexity = {
-        "lstm": _perplexity(
+        "lstm": perplexity_of(
             lstm_log_probs(
                 poet.model, vocab, test, poet.window, config.dataset.pad_start, blocks=poet.blocks(len(test))
             )

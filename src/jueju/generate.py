@@ -209,13 +209,8 @@ class Poet:
         blocks = self.blocks(len(templates), title, words)
         written = self.batch(templates=templates, blocks=blocks, **{**options, "rerank": 1})
         tokens = np.stack([self.vocab.encode(poem) for poem in written])
-        with self._lock:
-            self.stepper.condition(blocks)
-            try:
-                backward = settings["backward"] if first_line is not None else 0.0  # only for a given line 1
-                scores = self._choice_scores(tokens, 0, blocks, backward)
-            finally:
-                self.stepper.forget()
+        with self._lock, self.stepper.reading(blocks):
+            scores = self._choice_scores(tokens, 0, blocks, backward_weight(settings, first_line is not None))
         best = scores.reshape(num, draws).argmax(axis=-1) + np.arange(num) * draws
         return [written[row] for row in best]
 
@@ -223,12 +218,8 @@ class Poet:
         """Per poem, the model's mean log-probability of all its characters, read after its block
         (one per poem; None: unconditioned), in one model call."""
         tokens = np.stack([self.vocab.encode(poem) for poem in poems])
-        with self._lock:
-            self.stepper.condition(blocks)
-            try:
-                return self.stepper.score(tokens, 0)
-            finally:
-                self.stepper.forget()
+        with self._lock, self.stepper.reading(blocks):
+            return self.stepper.score(tokens, 0)
 
     def _choice_scores(
         self, tokens: np.ndarray, start: int, blocks: np.ndarray | None, backward: float = 0.0
@@ -245,20 +236,18 @@ class Poet:
             plain = self.stepper.score(tokens, start)
             self.stepper.condition(blocks)
             scores = scores + MI_WEIGHT * (scores - plain)
-        if backward:  # settings() made sure there is a backward model
-            scores = scores + backward * self.first_line_information(tokens, blocks)
-        return scores
+        if not backward:
+            return scores
+        # settings() made sure there is a backward model
+        return with_information(scores, self.first_line_information(tokens, blocks), backward)
 
     def first_line_information(self, tokens: np.ndarray, blocks: np.ndarray | None = None) -> np.ndarray:
         """Per poem (ids, read after `blocks`), how much its lines 2-4 tell of its first line: the
         backward model's mean log-probability of line 1's characters read after the rest, right to
         left. Among poems of one first line this orders them as the pointwise mutual information of
         line 1 and the rest, as log P(line 1) is the same for all of them."""
-        self.backward.condition(blocks)
-        try:
+        with self.backward.reading(blocks):
             return self.backward.score(tokens[:, ::-1], tokens.shape[1] - self.line_length)
-        finally:
-            self.backward.forget()
 
     def revise(
         self, poem: str, keep: Sequence[int] = (), *, keep_lines: Sequence[int] = (), num: int = 1, **options
@@ -308,19 +297,10 @@ class Poet:
         rng = np.random.default_rng(settings["seed"])
         constraints = self._constraints(settings, givens, rng)
         chooser = sampler if isinstance(sampler, Sampler) else self._sampler(settings)
-        with self._lock:
-            self.stepper.condition(None if blocks is None else np.repeat(blocks, settings["rerank"], axis=0))
+        rows = None if blocks is None else np.repeat(blocks, settings["rerank"], axis=0)
+        with self._lock, self.stepper.reading(rows):
             try:
                 tokens = decode(self.device_loop, self.stepper, chooser, tokens, start, forced, constraints, rng)
-                rows = None if blocks is None else np.repeat(blocks, settings["rerank"], axis=0)
-                # what lines 2-4 tell of line 1 judges them where line 1 is given: where it is written too,
-                # the score would favour unlikely first lines (and readers scored such poems lower)
-                backward = settings["backward"] if first_lines is not None else 0.0
-                scores = (
-                    self._choice_scores(tokens, start, rows, backward)
-                    if settings["rerank"] > 1
-                    else np.zeros(len(tokens))
-                )
             except ConstraintError as err:
                 raise NothingFits(
                     _stuck_field(settings, templates),
@@ -328,8 +308,11 @@ class Poet:
                     "rhyme, tonal and no-repeat constraints together here; try rhyme none, tonal "
                     "off or other given characters",
                 ) from None
-            finally:
-                self.stepper.forget()
+            scores = (
+                self._choice_scores(tokens, start, rows, backward_weight(settings, first_lines is not None))
+                if settings["rerank"] > 1
+                else np.zeros(len(tokens))
+            )
         best = scores.reshape(-1, settings["rerank"]).argmax(axis=-1)
         rows = np.arange(len(best)) * settings["rerank"] + best
         return [self.preprocessor.decode(tokens[row], givens[row]) for row in rows]
@@ -453,6 +436,18 @@ def _stuck_field(settings: dict, templates) -> str:
 def _plain(value):
     """NumPy scalars as Python numbers, so the strict schema takes them as a caller means them."""
     return value.item() if isinstance(value, np.generic) else value
+
+
+def with_information(forward: np.ndarray, information: np.ndarray, backward: float) -> np.ndarray:
+    """A reranking score: the forward score plus `backward` times `Poet.first_line_information`."""
+    return forward + backward * information
+
+
+def backward_weight(settings: dict, first_line_given: bool) -> float:
+    """The weight of `Poet.first_line_information` in reranking: `settings`' backward where line 1 is
+    given, else 0. Where line 1 is written too, the score would favour unlikely first lines (and
+    readers scored such poems lower, docs/results.md)."""
+    return settings["backward"] if first_line_given else 0.0
 
 
 BACKWARD = "{}-backward"  # the folder of a model's backward scorer, beside it: models/wuyan -> models/wuyan-backward

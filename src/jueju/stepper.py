@@ -9,6 +9,8 @@ character to the next (`SequenceReader`). A conditioned model first reads each r
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import keras
 import numpy as np
 
@@ -41,6 +43,16 @@ class Stepper:
         """Each row's conditioning block (rows, block) from now until `forget`; None: empty blocks."""
         if self.reader is not None:
             self.reader.blocks = None if blocks is None else np.asarray(blocks, dtype=np.int32)
+
+    @contextmanager
+    def reading(self, blocks: np.ndarray | None):
+        """`with stepper.reading(blocks):` conditioned on `blocks` inside, and what was read forgotten
+        after, even when decoding fails (the next poems must not read this batch's states)."""
+        self.condition(blocks)
+        try:
+            yield self
+        finally:
+            self.forget()
 
     def next_logits(self, tokens: np.ndarray, position: int) -> np.ndarray:
         if self.reader is not None:
