@@ -200,3 +200,32 @@ def test_the_committed_backward_models_judge_first_lines_better_than_chance(leng
     assert poet.backward is not None and poet.settings({})["backward"] > 0
     first = {5: "白日依山尽", 7: "朝辞白帝彩云间"}[length]
     assert form_pattern(length).match(poet.poem(first, seed=1))
+
+
+def test_the_committed_reader_model_orders_rated_poems_as_readers_did():
+    """models/wuyan/reader.npz (docs/results.md, A reader model): fitted to readers' scores of 960
+    of our poems (docs/ratings/), it agrees with them better than the forward model alone, and the
+    committed 五言 defaults rerank by it; 七言 has no ratings, so no reader model."""
+    import csv
+
+    import numpy as np
+
+    from jueju.generate import Poet
+    from jueju.reader import poem_features
+
+    poet = Poet.load(MODEL)
+    assert poet.reader is not None and poet.settings({})["reader"] > 0
+    with open(PROJECT_ROOT / "docs" / "ratings" / "wuyan-2026-12-04.tsv", encoding="utf-8", newline="") as file:
+        rows = list(csv.DictReader(file, delimiter="\t"))
+    tokens = np.stack([poet.vocab.encode(row["poem"]) for row in rows])
+    features = poem_features(poet.stepper, tokens, poet.line_length)
+    coherence = np.array([float(row["C"]) for row in rows])
+
+    def agreement(score):
+        return np.corrcoef(np.argsort(np.argsort(score)), np.argsort(np.argsort(coherence)))[0, 1]
+
+    assert agreement(poet.reader.predict(features)) > agreement(features[:, -1]) + 0.1  # in-sample
+    assert FIVE.match(poet.poem("白日依山尽", seed=1))
+    qiyan = PROJECT_ROOT / "models" / "qiyan"
+    if (qiyan / "model.keras").is_file():
+        assert Poet.load(qiyan).settings({})["reader"] == 0.0

@@ -19,8 +19,8 @@ CHOICES = [name for name in options.NAMES if options.choices_of(name)]
 
 def poet_settings(**given):
     """Poet's own check of a call's options (the config supplies what the call leaves out), for a
-    Poet with a backward model, so that every option's whole range is valid."""
-    return Poet.settings(SimpleNamespace(config=load_config(), backward=object()), given)
+    Poet with a backward model and a reader model, so that every option's whole range is valid."""
+    return Poet.settings(SimpleNamespace(config=load_config(), backward=object(), reader=object()), given)
 
 
 def test_known_bounds():

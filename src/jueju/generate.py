@@ -37,6 +37,7 @@ from .preprocess import (
     template_form,
     template_of,
 )
+from .reader import READER, Reader, poem_features
 from .sampling import ConstraintError, Sampler, make_sampler
 from .stepper import SequenceReader, Stepper
 from .text import is_han
@@ -63,7 +64,15 @@ MI_WEIGHT = 1.0  # reranking poems written toward a title or keywords: weight of
 class Poet:
     """A trained model with its vocabulary and config, ready to write many poems."""
 
-    def __init__(self, model, vocab: Vocab, config: Config, train_lines: LineIndex | None = None, backward=None):
+    def __init__(
+        self,
+        model,
+        vocab: Vocab,
+        config: Config,
+        train_lines: LineIndex | None = None,
+        backward=None,
+        reader: Reader | None = None,
+    ):
         if config.model.direction != "forward":
             raise ValueError(
                 "this is a backward model (model.direction = backward): it scores poems for reranking "
@@ -90,6 +99,9 @@ class Poet:
                 raise ValueError(f"the backward model predicts {backward.output_shape[-1]} tokens, not {len(vocab)}")
             # a backward model always reads a start token (train.directed refuses one without pad_start)
             self.backward = Stepper(backward, True, condition.BLOCK if self.conditioned else 0)
+        self.reader = reader  # the reader model (jueju.reader): how a blind reader would score a poem
+        if reader is not None and self.window is not None:
+            raise ValueError("a reader model reads a sequence model's features: this is a window model")
         self.han = np.zeros(len(vocab), dtype=bool)
         self.han[vocab.han_ids()] = True
         self._lock = threading.Lock()  # one model, many callers: a batch at a time
@@ -116,6 +128,7 @@ class Poet:
             load_config_json(files[2]),
             train_lines,
             None if backward is None else load_model(backward / "model.keras"),
+            Reader.load(model_dir / READER) if (model_dir / READER).is_file() else None,
         )
 
     @property
@@ -210,7 +223,8 @@ class Poet:
         written = self.batch(templates=templates, blocks=blocks, **{**options, "rerank": 1})
         tokens = np.stack([self.vocab.encode(poem) for poem in written])
         with self._lock, self.stepper.reading(blocks):
-            scores = self._choice_scores(tokens, 0, blocks, backward_weight(settings, first_line is not None))
+            backward = backward_weight(settings, first_line is not None)
+            scores = self._choice_scores(tokens, 0, blocks, backward, settings["reader"])
         best = scores.reshape(num, draws).argmax(axis=-1) + np.arange(num) * draws
         return [written[row] for row in best]
 
@@ -222,24 +236,26 @@ class Poet:
             return self.stepper.score(tokens, 0)
 
     def _choice_scores(
-        self, tokens: np.ndarray, start: int, blocks: np.ndarray | None, backward: float = 0.0
+        self, tokens: np.ndarray, start: int, blocks: np.ndarray | None, backward: float = 0.0, reader: float = 0.0
     ) -> np.ndarray:
         """What reranking compares (the stepper conditioned on `blocks`): each whole poem's mean
         log-probability, plus MI_WEIGHT times how much more probable its block makes it (the pointwise
         mutual information of poem and title/keywords: a poem about its title beats a generic one),
         plus `backward` times how much lines 2-4 tell of line 1 (`first_line_information`: do the
         later lines explain the first? the one score of these that prefers real poems to ours,
-        docs/results.md)."""
+        docs/results.md), plus `reader` times how a blind reader would score it (the reader model:
+        what readers see among our poems and the other scores barely do, docs/results.md)."""
         scores = self.stepper.score(tokens, start)
         if blocks is not None:
-            self.stepper.condition(None)
-            plain = self.stepper.score(tokens, start)
-            self.stepper.condition(blocks)
+            with self.stepper.reading(None):
+                plain = self.stepper.score(tokens, start)
             scores = scores + MI_WEIGHT * (scores - plain)
-        if not backward:
-            return scores
-        # settings() made sure there is a backward model
-        return with_information(scores, self.first_line_information(tokens, blocks), backward)
+        # settings() made sure there is a backward model and a reader model where their weights are set
+        if backward:
+            scores = with_information(scores, self.first_line_information(tokens, blocks), backward)
+        if reader:
+            scores = scores + reader * self.reader.predict(poem_features(self.stepper, tokens, self.line_length))
+        return scores
 
     def first_line_information(self, tokens: np.ndarray, blocks: np.ndarray | None = None) -> np.ndarray:
         """Per poem (ids, read after `blocks`), how much its lines 2-4 tell of its first line: the
@@ -309,7 +325,9 @@ class Poet:
                     "off or other given characters",
                 ) from None
             scores = (
-                self._choice_scores(tokens, start, rows, backward_weight(settings, first_lines is not None))
+                self._choice_scores(
+                    tokens, start, rows, backward_weight(settings, first_lines is not None), settings["reader"]
+                )
                 if settings["rerank"] > 1
                 else np.zeros(len(tokens))
             )
@@ -354,14 +372,18 @@ class Poet:
             name: getattr(defaults, name) if given.get(name) is None else _plain(given[name]) for name in schema.NAMES
         }
         values = schema.check(values)
-        if self.backward is None and given.get("backward") is None:
-            values["backward"] = 0.0  # the model's default needs its backward model (a copied folder may lack it)
-        if values["backward"] and self.backward is None:
-            raise OptionError(
-                "backward",
-                f"backward = {values['backward']} needs a backward model beside this one (<model>-backward, "
-                "trained with model.direction = backward): set backward = 0",
-            )
+        needs = {
+            "backward": (
+                self.backward,
+                "a backward model beside this one (<model>-backward, trained with model.direction = backward)",
+            ),
+            "reader": (self.reader, f"a reader model in the model's folder ({READER}, scripts/fit_reader.py)"),
+        }
+        for name, (scorer, what) in needs.items():
+            if scorer is None and given.get(name) is None:
+                values[name] = 0.0  # the model's default needs its scorer (a copied folder may lack it)
+            if values[name] and scorer is None:
+                raise OptionError(name, f"{name} = {values[name]} needs {what}: set {name} = 0")
         return values
 
     def _sampler(self, settings: dict) -> Sampler:

@@ -53,6 +53,11 @@ class DecodingOptions(BaseModel):
         le=10.0,
         description="reranking poems of a given first line: weight of how much their lines 2-4 tell of it (0 = off)",
     )
+    reader: float = Field(
+        ge=0.0,
+        le=10.0,
+        description="reranking: weight of how a blind reader would score each poem, by the reader model (0 = off)",
+    )
     no_repeat: bool = Field(description="never repeat a character within a poem")
     num: int = Field(ge=1, le=MAX_NUM, description="poems to write")
     seed: int | None = Field(ge=0, le=MAX_SEED, description="same seed, same poems (empty: new poems each time)")

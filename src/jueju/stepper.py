@@ -47,12 +47,15 @@ class Stepper:
     @contextmanager
     def reading(self, blocks: np.ndarray | None):
         """`with stepper.reading(blocks):` conditioned on `blocks` inside, and what was read forgotten
-        after, even when decoding fails (the next poems must not read this batch's states)."""
+        after, even when decoding fails (the next poems must not read this batch's states); the blocks
+        of an enclosing `reading` hold again after it."""
+        enclosing = None if self.reader is None else self.reader.blocks
         self.condition(blocks)
         try:
             yield self
         finally:
             self.forget()
+            self.condition(enclosing)
 
     def next_logits(self, tokens: np.ndarray, position: int) -> np.ndarray:
         if self.reader is not None:
@@ -70,13 +73,10 @@ class Stepper:
         rows, length = tokens.shape
         stop = length if stop is None else stop
         if self.window is None:
-            before = self.reader.start_ids(rows)  # block and start token
-            states = self._states_after(before[:, :-1])
-            ids = np.concatenate([before[:, -1:], tokens[:, : stop - 1]], axis=1)  # prediction k is of tokens[:, k]
-            offset = 0 if before.shape[1] else 1  # nothing before the poem: its first id is read, not predicted
-            features, *_ = self.features.predict_on_batch([ids, *states])
+            features = self.position_features(tokens[:, :stop])
+            offset = 0 if self.reader.block or self.reader.start else 1  # nothing before the poem: its first id is read
             head = self.model.get_layer("next_char")
-            probs = keras.ops.convert_to_numpy(head(np.asarray(features)[:, start - offset :]))
+            probs = keras.ops.convert_to_numpy(head(features[:, start - offset :]))
         else:
             padded = np.pad(tokens, ((0, 0), (self.window, 0)), constant_values=PAD_ID)
             windows = np.stack([padded[:, p : p + self.window] for p in range(start, length)], axis=1)
@@ -84,6 +84,16 @@ class Stepper:
             probs = probs.reshape(rows, length - start, -1)
         chosen = np.take_along_axis(probs[:, : stop - start], tokens[:, start:stop, None], axis=-1)[..., 0]
         return np.log(np.maximum(chosen, np.finfo(np.float32).tiny)).mean(axis=-1)
+
+    def position_features(self, tokens: np.ndarray) -> np.ndarray:
+        """A sequence model's (rows, positions, width) features, what its softmax reads: at position k,
+        after the block, the start token and tokens[:, :k] (without a block or start token, position 0
+        is after tokens[:, 0])."""
+        before = self.reader.start_ids(len(tokens))  # block and start token
+        states = self._states_after(before[:, :-1])
+        ids = np.concatenate([before[:, -1:], tokens[:, :-1]], axis=1) if before.shape[1] else tokens
+        features, *_ = self.features.predict_on_batch([ids, *states])
+        return np.asarray(features)
 
     def _states_after(self, prefixes: np.ndarray) -> list[np.ndarray]:
         """The LSTM states after each row's `prefixes` (rows, ids), each distinct prefix read once (the
