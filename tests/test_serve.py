@@ -316,6 +316,9 @@ def test_a_first_line_that_does_not_rhyme_is_not_marked():
         ({"first_line": "床前明月光", "tonal": "maybe"}, "tonal", "boolean"),
         ({"first_line": "床前明月光", "colour": "red"}, "colour", "Extra inputs"),
         ({"first_line": "床前明月光", "no_copy": True}, "no_copy", "train_lines"),
+        ({"first_line": "床前明月光", "rerank": 2, "backward": 1.0}, "backward", "needs a backward model"),
+        ({"first_line": "床前明月光", "rerank": 2, "reader": 1.0}, "reader", "needs a reader model"),
+        ({"first_line": "床前明月光", "reader": 10.5}, "reader", "less than or equal to 10"),
         ({"first_line": "白日依山尽", "rhyme_first_line": True}, "first_line", "level-tone"),
     ],
 )
