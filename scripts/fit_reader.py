@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Fit a reader model (jueju.reader) to readers' scores of our poems, and say how well it agrees.
 
-    python scripts/fit_reader.py --out models/wuyan/reader.npz [--model-dir models/wuyan]
-        [--ratings docs/ratings/wuyan-2026-12-04.tsv] [--overwrite]
+    python scripts/fit_reader.py --ratings docs/ratings/wuyan-2026-12-04.tsv --out models/wuyan/reader.npz
+        [--model-dir models/wuyan] [--overwrite]
 
 The ratings file (tab-separated, a header line): poem, first_line (an id: poems of one id were
 written from one first line), prompt (the reading it was scored in), F, C, M, P, taken_for,
@@ -45,7 +45,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="where to write the reader model (.npz)")
     parser.add_argument("--model-dir", type=Path, default=Path("models/wuyan"))
-    parser.add_argument("--ratings", type=Path, default=Path("docs/ratings/wuyan-2026-12-04.tsv"))
+    parser.add_argument("--ratings", type=Path, required=True, help="readers' scores of the model's poems (.tsv)")
     parser.add_argument("--overwrite", action="store_true", help="replace the reader model at --out")
     args = parser.parse_args()
     if args.out.exists() and not args.overwrite:
