@@ -4,13 +4,13 @@
     python scripts/fit_reader.py --ratings docs/ratings/wuyan-2026-12-04.tsv --out models/wuyan/reader.npz
         [--model-dir models/wuyan] [--overwrite]
 
-The ratings file (tab-separated, a header line): poem, first_line (an id: poems of one id were
-written from one first line), prompt (the reading it was scored in), F, C, M, P, taken_for,
-confidence. Before fitting on all of them, it cross-validates over four folds of first lines (no
-first line in both halves) and prints the Spearman correlation of the held-out predictions with the
-readers' coherence, and how often, of two poems from one first line that a reader scored
-differently, the prediction orders them as the reader did; the forward model's log-probability
-alone, for comparison.
+The ratings file (tab-separated, a header line): poem, written_from (first_line or title), input
+(an id: poems of one id were written from one first line or title), prompt (the reading it was
+scored in), F, C, M, P, taken_for, confidence. Before fitting on all of them, it cross-validates
+over four folds of inputs (no input on both sides) and prints the Spearman correlation of the
+held-out predictions with the readers' coherence, and how often, of two poems from one input that
+readers scored differently, the prediction orders them as the readers did; the forward model's
+log-probability alone, for comparison.
 """
 
 import argparse
@@ -29,10 +29,10 @@ def spearman(a, b) -> float:
     return float(np.corrcoef(np.argsort(np.argsort(a)), np.argsort(np.argsort(b)))[0, 1])
 
 
-def pairs_in_order(prediction, coherence, first_lines) -> float:
+def pairs_in_order(prediction, coherence, inputs) -> float:
     agree = total = 0
-    for line in np.unique(first_lines):
-        rows = np.flatnonzero(first_lines == line)
+    for given in np.unique(inputs):
+        rows = np.flatnonzero(inputs == given)
         for i in rows:
             for j in rows[rows > i]:
                 if coherence[i] != coherence[j]:
@@ -57,14 +57,14 @@ def main() -> None:
     features = poem_features(poet.stepper, tokens, poet.line_length)
     coherence = np.array([float(row["C"]) for row in rows])
     targets = coherence + READ_FLUENCY * np.array([float(row["F"]) for row in rows])
-    first_lines = np.array([int(row["first_line"]) for row in rows])
-    fold = np.searchsorted(np.quantile(np.unique(first_lines), np.linspace(0, 1, FOLDS + 1)[1:-1]), first_lines)
+    inputs = np.array([int(row["input"]) for row in rows])
+    fold = np.unique(inputs, return_inverse=True)[1] % FOLDS  # every input's poems in one fold
     held_out = np.zeros(len(rows))
     for k in range(FOLDS):
         held_out[fold == k] = Reader.fit(features[fold != k], targets[fold != k], RIDGE).predict(features[fold == k])
-    print(f"{len(rows)} rated poems from {len(np.unique(first_lines))} first lines")
+    print(f"{len(rows)} rated poems from {len(np.unique(inputs))} first lines and titles")
     for name, score in (("reader model, held out", held_out), ("forward log-probability", features[:, -1])):
-        in_order = pairs_in_order(score, coherence, first_lines)
+        in_order = pairs_in_order(score, coherence, inputs)
         print(f"{name:24s} Spearman with coherence {spearman(score, coherence):+.3f}, pairs in order {in_order:.3f}")
     Reader.fit(features, targets, RIDGE).save(args.out)
     print(f"wrote {args.out}")
