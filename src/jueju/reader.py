@@ -27,7 +27,7 @@ def poem_features(stepper, tokens: np.ndarray, line_length: int) -> np.ndarray:
     an empty block."""
     with stepper.reading(None):
         features = stepper.position_features(tokens)
-        forward = stepper.score(tokens, line_length)
+        forward = stepper.score_features(features, tokens, line_length)
     rows, length, width = features.shape
     lines = features.reshape(rows, 4, length // 4, width).mean(axis=2).reshape(rows, -1)
     return np.concatenate([lines, forward[:, None]], axis=1)

@@ -73,17 +73,20 @@ class Stepper:
         rows, length = tokens.shape
         stop = length if stop is None else stop
         if self.window is None:
-            features = self.position_features(tokens[:, :stop])
-            offset = 0 if self.reader.block or self.reader.start else 1  # nothing before the poem: its first id is read
-            head = self.model.get_layer("next_char")
-            probs = keras.ops.convert_to_numpy(head(features[:, start - offset :]))
-        else:
-            padded = np.pad(tokens, ((0, 0), (self.window, 0)), constant_values=PAD_ID)
-            windows = np.stack([padded[:, p : p + self.window] for p in range(start, length)], axis=1)
-            probs = np.asarray(self.model.predict_on_batch(windows.reshape(-1, self.window)))
-            probs = probs.reshape(rows, length - start, -1)
-        chosen = np.take_along_axis(probs[:, : stop - start], tokens[:, start:stop, None], axis=-1)[..., 0]
-        return np.log(np.maximum(chosen, np.finfo(np.float32).tiny)).mean(axis=-1)
+            return self.score_features(self.position_features(tokens[:, :stop]), tokens, start, stop)
+        padded = np.pad(tokens, ((0, 0), (self.window, 0)), constant_values=PAD_ID)
+        windows = np.stack([padded[:, p : p + self.window] for p in range(start, length)], axis=1)
+        probs = np.asarray(self.model.predict_on_batch(windows.reshape(-1, self.window)))
+        return _mean_log_prob(probs.reshape(rows, length - start, -1), tokens, start, stop)
+
+    def score_features(self, features: np.ndarray, tokens: np.ndarray, start: int, stop: int | None = None):
+        """`score` from a sequence model's `position_features` of `tokens` (or of a prefix reaching
+        `stop`), for callers that read the features anyway: the LSTMs do not read the poems again."""
+        stop = tokens.shape[1] if stop is None else stop
+        offset = 0 if self.reader.block or self.reader.start else 1  # nothing before the poem: its first id is read
+        head = self.model.get_layer("next_char")
+        probs = keras.ops.convert_to_numpy(head(features[:, start - offset :]))
+        return _mean_log_prob(probs, tokens, start, stop)
 
     def position_features(self, tokens: np.ndarray) -> np.ndarray:
         """A sequence model's (rows, positions, width) features, what its softmax reads: at position k,
@@ -112,6 +115,12 @@ class Stepper:
         """Drop what was read: the next call starts new poems."""
         if self.reader is not None:
             self.reader.forget()
+
+
+def _mean_log_prob(probs: np.ndarray, tokens: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Per row, the mean log of probs[:, k] at token tokens[:, start + k], for k up to stop - start."""
+    chosen = np.take_along_axis(probs[:, : stop - start], tokens[:, start:stop, None], axis=-1)[..., 0]
+    return np.log(np.maximum(chosen, np.finfo(np.float32).tiny)).mean(axis=-1)
 
 
 class SequenceReader:
