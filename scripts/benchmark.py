@@ -10,7 +10,7 @@ See src/jueju/bench.py for what is measured; prints a table and writes logs/benc
 
 import sys
 
-from jueju.bench import main
+from jueju.measure.bench import main
 
 if __name__ == "__main__":
     sys.exit(main())

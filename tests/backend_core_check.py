@@ -15,12 +15,12 @@ import keras
 import numpy as np
 import pytest
 
-from jueju import distribute
 from jueju.config import load_config
-from jueju.dataset import Vocab, encode_poems, make_sequences, make_windows
-from jueju.generate import Poet
-from jueju.model import build_model, compile_model, load_model, save_inference_model
-from jueju.prosody import rhymes
+from jueju.data.dataset import Vocab, encode_poems, make_sequences, make_windows
+from jueju.data.prosody import rhymes
+from jueju.model import distribute
+from jueju.model.network import build_model, compile_model, load_model, save_inference_model
+from jueju.write.poet import Poet
 
 from conftest import RHYME_WORDS, tiny_overrides, tiny_quatrains
 
@@ -48,7 +48,7 @@ def windows(corpus, vocab):
 def train_lines(corpus, vocab):
     lines = {line for poem in corpus for line in LINE.split(poem) if line}
     try:
-        from jueju.constraints import LineIndex
+        from jueju.write.constraints import LineIndex
     except ImportError:  # a Poet that takes a set of lines
         return lines
     return LineIndex.from_lines(lines, vocab)
@@ -133,7 +133,7 @@ def test_mixed_precision_trains_a_step_and_generates(policy, vocab, windows, tmp
 
 
 def test_train_end_to_end(tmp_path):
-    from jueju.train import train
+    from jueju.train.loop import train
 
     config = load_config(overrides=tiny_overrides(tmp_path, **{"train.epochs": 1}))
     state = train(config)

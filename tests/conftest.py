@@ -31,7 +31,7 @@ RHYME_WORDS = [
 
 def tiny_quatrains() -> list[str]:
     """The fixture corpus's clean five-character quatrains."""
-    from jueju.corpus import clean_corpus, read_source
+    from jueju.data.corpus import clean_corpus, read_source
 
     return clean_corpus(read_source(TINY_CORPUS / "poet.tang.0.json"), line_length=5)[0]
 
@@ -70,12 +70,12 @@ def untrained_poet(corpus: list[str], conditioned: bool = False):
     Its vocabulary holds the corpus's characters and the common rhyme words, so every group has members.
     A conditioned one is a sequence model whose vocabulary holds the conditioning block's markers.
     """
-    from jueju import condition
-    from jueju.constraints import LineIndex
-    from jueju.dataset import Vocab
-    from jueju.generate import Poet
-    from jueju.model import build_model
+    from jueju.data import condition
+    from jueju.data.dataset import Vocab
+    from jueju.model.network import build_model
     from jueju.text import split_lines
+    from jueju.write.constraints import LineIndex
+    from jueju.write.poet import Poet
 
     config = load_config(overrides=["model.input=embedding", "model.lstm_units=16", "model.embedding_dim=8"])
     vocab = Vocab.build(corpus + RHYME_WORDS, 2000, condition.TOKENS if conditioned else ())

@@ -37,9 +37,9 @@ if DISTRIBUTION == "mirrored":
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jueju import distribute  # noqa: E402
 from jueju.config import load_config  # noqa: E402
-from jueju.model import build_model, compile_model  # noqa: E402
+from jueju.model import distribute  # noqa: E402
+from jueju.model.network import build_model, compile_model  # noqa: E402
 
 VOCAB, WINDOW, SAMPLES, BATCH, EPOCHS = 50, 6, 1000, 64, 3  # 1000 / 64: the last batch is partial (40)
 
@@ -70,8 +70,8 @@ def run(distribution: str) -> dict:
 
 
 def run_train(distribution: str, root: Path) -> dict:
-    from jueju.generate import Poet
-    from jueju.train import train
+    from jueju.train.loop import train
+    from jueju.write.poet import Poet
 
     from conftest import tiny_overrides
 

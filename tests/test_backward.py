@@ -4,14 +4,14 @@ pipeline, and the reranking score it gives (Poet.first_line_information, the opt
 import numpy as np
 import pytest
 
-from jueju import condition
-from jueju import train as training
 from jueju.config import ConfigError, load_config
-from jueju.dataset import PAD_ID, Windows, make_sequences, reversed_sequences
-from jueju.evaluate import RERANK_RIVALS, rerank_metrics
-from jueju.generate import Poet, backward_dir
+from jueju.data import condition
+from jueju.data.dataset import PAD_ID, Windows, make_sequences, reversed_sequences
+from jueju.data.pipeline import prepare
+from jueju.measure.conditions import RERANK_RIVALS, rerank_metrics
 from jueju.options import OptionError
-from jueju.pipeline import prepare
+from jueju.train import loop as training
+from jueju.write.poet import Poet, backward_dir
 from test_serve import save_tiny_model
 
 from conftest import tiny_overrides, tiny_quatrains, untrained_poet
@@ -69,9 +69,9 @@ def test_the_pipeline_trains_a_backward_model_on_poems_read_right_to_left(traine
 def test_a_poet_finds_its_backward_model_beside_it(trained, tmp_path):
     _, _, root = trained
     assert backward_dir(root / "models" / "wuyan") == root / "models" / "wuyan-backward"
-    assert Poet.load(root / "models" / "wuyan").backward is not None
+    assert Poet.load(root / "models" / "wuyan").ranker.backward is not None
     alone = save_tiny_model(tmp_path / "wuyan")
-    assert backward_dir(alone) is None and Poet.load(alone).backward is None
+    assert backward_dir(alone) is None and Poet.load(alone).ranker.backward is None
 
 
 @pytest.fixture(scope="module")
@@ -84,10 +84,10 @@ def test_first_line_information_is_the_backward_reading_of_line_1_after_the_rest
     tokens = np.stack([poet.vocab.encode(poem) for poem in poems])
     backward = tokens[:, ::-1]  # line 1 last
     before = np.full((len(tokens), poet.stepper.reader.block + 1), PAD_ID)  # an empty block, then <pad>
-    probs = np.asarray(poet.backward.model.predict_on_batch(np.concatenate([before, backward[:, :-1]], axis=1)))
+    probs = np.asarray(poet.ranker.backward.model.predict_on_batch(np.concatenate([before, backward[:, :-1]], axis=1)))
     log_probs = np.log(np.take_along_axis(probs[:, before.shape[1] - 1 :], backward[..., None], axis=-1)[..., 0])
     expected = log_probs[:, -poet.line_length :].mean(axis=1)
-    assert poet.first_line_information(tokens) == pytest.approx(expected, abs=1e-4)
+    assert poet.ranker.first_line_information(tokens) == pytest.approx(expected, abs=1e-4)
 
 
 def test_scoring_a_span_is_the_mean_over_it(poet):
@@ -102,7 +102,7 @@ def test_reranking_keeps_the_candidate_of_best_forward_score_plus_backward_infor
     candidates = poet.batch(["白日依山尽"] * 6, seed=3, rerank=1, **QUIET)
     chosen = poet.batch(["白日依山尽"], seed=3, rerank=6, backward=weight, **QUIET)[0]
     tokens = np.stack([poet.vocab.encode(poem) for poem in candidates])
-    scores = poet.stepper.score(tokens, poet.line_length) + weight * poet.first_line_information(tokens)
+    scores = poet.stepper.score(tokens, poet.line_length) + weight * poet.ranker.first_line_information(tokens)
     poet.stepper.forget()
     assert chosen == candidates[int(np.argmax(scores))]
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jueju import bench
 from jueju.cli import main
 from jueju.config import load_config
+from jueju.measure import bench
 
 from conftest import SHARED_DATA, TINY_CORPUS
 

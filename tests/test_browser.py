@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from jueju import serve
+from jueju.serve import app as serve
 from test_serve import save_tiny_model
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (requirements-dev.txt)")

@@ -1,4 +1,4 @@
-"""Conditioning: titles and keywords read before the poem (jueju.condition), from the corpus's titles
+"""Conditioning: titles and keywords read before the poem (jueju.data.condition), from the corpus's titles
 to a conditioned model's poems in Python, the CLI and the API, bad input included."""
 
 import json
@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from jueju import condition, serve
 from jueju.cli import main
-from jueju.corpus import MAX_TITLE, clean_corpus, clean_title, read_titles
-from jueju.dataset import PAD_ID, Vocab, Windows, make_sequences
-from jueju.model import build_model, compile_model
+from jueju.data import condition
+from jueju.data.corpus import MAX_TITLE, clean_corpus, clean_title, read_titles
+from jueju.data.dataset import PAD_ID, Vocab, Windows, make_sequences
+from jueju.model.network import build_model, compile_model
 from jueju.options import OptionError
+from jueju.serve import app as serve
 from jueju.text import split_lines
 from test_serve import save_tiny_model
 
@@ -61,7 +62,7 @@ def test_the_corpus_keeps_each_poem_its_title():
 
 
 def test_prepare_writes_titles_beside_the_poems(tiny_config):
-    from jueju.pipeline import prepare
+    from jueju.data.pipeline import prepare
 
     prepare(tiny_config)
     data = tiny_config.data_dir

@@ -12,12 +12,13 @@ import numpy as np
 import pytest
 
 from jueju.config import load_config
-from jueju.constraints import LineIndex, combine
-from jueju.corpus import to_simplified
-from jueju.dataset import Vocab
-from jueju.generate import Poet
-from jueju.model import build_model
-from jueju.prosody import FREE_POSITIONS, TONAL_PATTERNS, package_table_path
+from jueju.data.corpus import to_simplified
+from jueju.data.dataset import Vocab
+from jueju.data.prosody import package_table_path
+from jueju.data.tonal import FREE_POSITIONS, TONAL_PATTERNS
+from jueju.model.network import build_model
+from jueju.write.constraints import LineIndex, combine
+from jueju.write.poet import Poet
 
 from conftest import tiny_quatrains, untrained_poet
 

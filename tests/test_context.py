@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from jueju.config import load_config
-from jueju.dataset import PAD_ID, Vocab, Windows, build_dataset, encode_poems, make_samples, make_sequences
-from jueju.evaluate import lstm_log_probs
-from jueju.generate import Poet, SequenceReader
-from jueju.model import build_model, is_sequence_model, stepping_model, with_context
-from jueju.train import fit_context
+from jueju.data.dataset import PAD_ID, Vocab, Windows, build_dataset, encode_poems, make_samples, make_sequences
+from jueju.measure.perplexity import lstm_log_probs
+from jueju.model.network import build_model, is_sequence_model, stepping_model, with_context
+from jueju.train.loop import fit_context
+from jueju.write.poet import Poet, SequenceReader
 
 POEMS = [
     "床前明月光，疑是地上霜。举头望明月，低头思故乡。",
@@ -220,7 +220,7 @@ def test_sequence_scores_equal_the_generators_step_by_step_reading(config, vocab
 
 
 def test_cosine_schedule_decays_to_a_tenth_over_all_epochs():
-    from jueju.train import learning_rate
+    from jueju.train.loop import learning_rate
 
     constant = load_config(overrides=["train.learning_rate=0.002"]).train
     assert learning_rate(constant, 100) == 0.002
@@ -231,8 +231,8 @@ def test_cosine_schedule_decays_to_a_tenth_over_all_epochs():
 
 
 def test_a_checkpoint_keeps_its_schedule_where_it_was(config, vocab, tmp_path):
-    from jueju.model import compile_model, load_model
-    from jueju.train import learning_rate
+    from jueju.model.network import compile_model, load_model
+    from jueju.train.loop import learning_rate
 
     settings = load_config(overrides=["train.lr_schedule=cosine", "train.epochs=2"]).train
     model = compile_model(build_model(config.model, len(vocab), None), learning_rate(settings, 3))
@@ -246,7 +246,7 @@ def test_a_checkpoint_keeps_its_schedule_where_it_was(config, vocab, tmp_path):
 
 
 def test_batches_walk_on_through_the_data_across_epochs():
-    from jueju.train import Batches
+    from jueju.train.loop import Batches
 
     x = np.arange(10)[:, None]
     batches = Batches(x, np.arange(10), batch_size=3, steps=2, seed=0)  # 3 full batches a pass, 2 an epoch
@@ -265,8 +265,8 @@ def test_batches_walk_on_through_the_data_across_epochs():
 
 
 def test_keras_moves_batches_on_at_each_epoch_end(config, vocab):
-    from jueju.model import compile_model
-    from jueju.train import Batches
+    from jueju.model.network import compile_model
+    from jueju.train.loop import Batches
 
     x, y = make_sequences(encode_poems(POEMS, vocab), pad_start=True)
     batches = Batches(x, y, batch_size=2, steps=3, seed=0)  # 2 batches a pass: epochs cross passes

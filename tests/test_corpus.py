@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from jueju.corpus import (
+from jueju.data.corpus import (
     DROP_REASONS,
     CorpusStats,
     clean_corpus,

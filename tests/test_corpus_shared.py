@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from jueju.corpus import DROP_REASONS, clean_corpus, poem_regex, read_source
+from jueju.data.corpus import DROP_REASONS, clean_corpus, poem_regex, read_source
 
 CHINESE_POETRY = Path(__file__).resolve().parents[2] / "shared" / "data" / "chinese-poetry"
 

@@ -1,4 +1,4 @@
-"""Tests for jueju.crawl against a local fake upstream with scripted faults.
+"""Tests for jueju.data.crawl against a local fake upstream with scripted faults.
 
 The fake serves a small fixture tree from tmp_path over HTTP on 127.0.0.1 and
 counts requests per path, so tests can check retries and resumption. A tiny
@@ -17,8 +17,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-import jueju.crawl as jc
-from jueju.crawl import CrawlSummary, collection_files, crawl
+import jueju.data.crawl as jc
+from jueju.data.crawl import CrawlSummary, collection_files, crawl
 
 from local_server import clear_proxies, local_server
 

@@ -25,8 +25,8 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-import jueju.crawl as jc
-from jueju.crawl import CrawlSummary, crawl
+import jueju.data.crawl as jc
+from jueju.data.crawl import CrawlSummary, crawl
 
 from local_server import clear_proxies, local_server
 

@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from jueju.crawl import collection_files, crawl
+from jueju.data.crawl import collection_files, crawl
 
 from local_server import clear_proxies, local_server
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from jueju.dataset import (
+from jueju.data.dataset import (
     PAD_ID,
     UNK_ID,
     Vocab,

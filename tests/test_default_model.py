@@ -84,7 +84,7 @@ FIRST_LINES = [
 
 @pytest.fixture(scope="module")
 def poet():
-    from jueju.generate import get_poet
+    from jueju.write.poet import get_poet
 
     return get_poet(MODEL)  # the same Poet generate_poetry uses (loaded once)
 
@@ -97,7 +97,7 @@ def copied_lines(poet, poems):
     """Lines 2-4 of the poems found in the training corpus's lines (train_lines.npz, what no_copy checks)."""
     import numpy as np
 
-    from jueju.constraints import LineIndex
+    from jueju.write.constraints import LineIndex
 
     lines = [line for poem in poems for line in later_lines(poem)]
     ids = np.array([poet.vocab.encode(line) for line in lines], dtype=np.int64)
@@ -106,7 +106,7 @@ def copied_lines(poet, poems):
 
 
 def test_rhyme_with_the_committed_model(poet):
-    from jueju import prosody
+    from jueju.data import prosody
 
     poems = poet.batch(FIRST_LINES, seed=3, rhyme="pingshui", tonal=False)
     for poem in poems:
@@ -117,13 +117,13 @@ def test_rhyme_with_the_committed_model(poet):
 
 
 def test_tonal_pattern_with_the_committed_model(poet):
-    from jueju import prosody
+    from jueju.data import prosody, tonal
 
     poems = poet.batch(FIRST_LINES, seed=4, rhyme="pingshui", tonal=True)
     for poem in poems:
         assert FIVE.match(poem), poem
         # lines 2-4 (the model's) follow a standard pattern, 一三五不论; the given first lines do not all
-        assert prosody.tonal_compliance(poem, lines_checked=(1, 2, 3)) is True, poem
+        assert tonal.tonal_compliance(poem, lines_checked=(1, 2, 3)) is True, poem
         assert prosody.poem_rhymes(poem, "pingshui") is True, poem
 
 
@@ -189,7 +189,7 @@ def test_the_committed_backward_models_judge_first_lines_better_than_chance(leng
     and the committed defaults use it."""
     import json
 
-    from jueju.generate import Poet
+    from jueju.write.poet import Poet
 
     measured = json.loads((form_model(length) / "evaluation.json").read_text("utf-8"))["reranking"]
     scores, chance = measured["scores"], measured["chance"]
@@ -197,7 +197,7 @@ def test_the_committed_backward_models_judge_first_lines_better_than_chance(leng
     assert scores["first_line_information"]["real_first"] >= 1.5 * chance, scores
     assert scores["backward=0"]["real_first"] < chance, scores  # the forward model prefers our poems
     poet = Poet.load(form_model(length))
-    assert poet.backward is not None and poet.settings({})["backward"] > 0
+    assert poet.ranker.backward is not None and poet.settings({})["backward"] > 0
     first = {5: "白日依山尽", 7: "朝辞白帝彩云间"}[length]
     assert form_pattern(length).match(poet.poem(first, seed=1))
 
@@ -210,11 +210,11 @@ def test_the_committed_reader_model_orders_rated_poems_as_readers_did():
 
     import numpy as np
 
-    from jueju.generate import Poet
-    from jueju.reader import poem_features
+    from jueju.rank.reader import poem_features
+    from jueju.write.poet import Poet
 
     poet = Poet.load(MODEL)
-    assert poet.reader is not None and poet.settings({})["reader"] > 0
+    assert poet.ranker.reader is not None and poet.settings({})["reader"] > 0
     with open(PROJECT_ROOT / "docs" / "ratings" / "wuyan-2026-12-04.tsv", encoding="utf-8", newline="") as file:
         rows = list(csv.DictReader(file, delimiter="\t"))
     tokens = np.stack([poet.vocab.encode(row["poem"]) for row in rows])
@@ -224,7 +224,7 @@ def test_the_committed_reader_model_orders_rated_poems_as_readers_did():
     def agreement(score):
         return np.corrcoef(np.argsort(np.argsort(score)), np.argsort(np.argsort(coherence)))[0, 1]
 
-    assert agreement(poet.reader.predict(features)) > agreement(features[:, -1]) + 0.1  # in-sample
+    assert agreement(poet.ranker.reader.predict(features)) > agreement(features[:, -1]) + 0.1  # in-sample
     assert FIVE.match(poet.poem("白日依山尽", seed=1))
     qiyan = PROJECT_ROOT / "models" / "qiyan"
     if (qiyan / "model.keras").is_file():

@@ -16,14 +16,16 @@ import pytest
 from keras import ops
 
 from jueju.config import load_config
-from jueju.constraints import Characters, LineIndex
-from jueju.dataset import PAD_ID, Vocab
-from jueju.device_loop import DeviceLoop, strategy_for
-from jueju.generate import Poet
-from jueju.model import build_model
-from jueju.prosody import poem_rhymes, tonal_compliance
-from jueju.sampling import ConstraintError, Greedy, Sampler, make_sampler
+from jueju.data.dataset import PAD_ID, Vocab
+from jueju.data.prosody import poem_rhymes
+from jueju.data.tonal import tonal_compliance
+from jueju.model.network import build_model
 from jueju.text import split_lines
+from jueju.write.constraints import Characters, LineIndex
+from jueju.write.device_loop import DeviceLoop, strategy_for
+from jueju.write.givens import decoding_constraints
+from jueju.write.poet import Poet
+from jueju.write.sampling import ConstraintError, Greedy, Sampler, make_sampler
 
 from conftest import RHYME_WORDS, tiny_quatrains, untrained_poet
 
@@ -219,6 +221,14 @@ def test_what_the_device_loop_does_not_know_goes_to_the_host_loop(poet):
     poems = poet.batch(["床前明月光"], sampler=Recording(), seed=3)
     assert Recording.runs == 1 and FIVE.match(poems[0])
     assert not poet.device_loop.supports(Recording(), [Characters(poet.han)], 5)
-    constraints = poet._constraints(poet.settings({"no_copy": True}), [{}], np.random.default_rng(0))
+    constraints = decoding_constraints(
+        poet.settings({"no_copy": True}),
+        [{}],
+        np.random.default_rng(0),
+        poet.vocab,
+        poet.layout,
+        poet.han,
+        poet.train_lines,
+    )
     assert poet.device_loop.supports(Greedy(), constraints, 5)
     assert not poet.device_loop.supports(Greedy(), constraints[::-1], 5)  # another order: another meaning

@@ -19,10 +19,10 @@ import keras
 import numpy as np
 import pytest
 
-from jueju import distribute
 from jueju.cli import main
 from jueju.config import ConfigError, load_config
-from jueju.distribute import DistributionError, Plan
+from jueju.model import distribute
+from jueju.model.distribute import DistributionError, Plan
 
 from conftest import tiny_overrides
 
@@ -120,7 +120,7 @@ def test_several_steps_per_call_only_where_keras_would_wait_for_each_loss():
 
 def test_no_training_callback_waits_on_the_device_every_batch(tiny_config):
     """Only epoch-level hooks: a per-batch hook would make Keras hand it the loss (a host round-trip)."""
-    from jueju import train
+    from jueju.train import loop as train
 
     classes = [
         value
@@ -157,9 +157,9 @@ def test_precision_is_set_only_inside_and_restored_after_an_error():
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_trains_a_step_and_generates(policy):
-    from jueju.dataset import Vocab
-    from jueju.generate import Poet
-    from jueju.model import build_model, compile_model
+    from jueju.data.dataset import Vocab
+    from jueju.model.network import build_model, compile_model
+    from jueju.write.poet import Poet
 
     config = load_config(
         overrides=[
@@ -192,8 +192,8 @@ def test_mixed_precision_trains_a_step_and_generates(policy):
 
 @pytest.mark.slow
 def test_mixed_precision_training_resumes_with_its_optimizer_state(tmp_path):
-    from jueju.model import load_model
-    from jueju.train import train
+    from jueju.model.network import load_model
+    from jueju.train.loop import train
 
     overrides = tiny_overrides(tmp_path, **{"train.mixed_precision": "mixed_float16"})
     train(load_config(overrides=[*overrides, "train.epochs=1"]))

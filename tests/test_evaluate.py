@@ -8,23 +8,10 @@ import numpy as np
 import pytest
 
 from jueju.cli import main
-from jueju.dataset import Vocab, make_windows
-from jueju.evaluate import (
-    bleu2,
-    copy_rate,
-    distinct,
-    form_pattern,
-    format_table,
-    generate_batch,
-    generation_metrics,
-    lstm_log_probs,
-    lstm_perplexity,
-    run_evaluation,
-    scored_targets,
-    trigram_kn,
-    trigram_perplexity,
-    write_results,
-)
+from jueju.data.dataset import Vocab, make_windows
+from jueju.measure.evaluate import format_table, run_evaluation, write_results
+from jueju.measure.metrics import bleu2, copy_rate, distinct, form_pattern, generate_batch, generation_metrics
+from jueju.measure.perplexity import lstm_log_probs, lstm_perplexity, scored_targets, trigram_kn, trigram_perplexity
 
 from conftest import tiny_overrides
 
@@ -182,11 +169,12 @@ def test_copy_rate_counts_lines_2_to_4_found_in_training():
 
 
 def stub_prosody(patch: pytest.MonkeyPatch) -> None:
-    """Make jueju.prosody's tables know no character (every verdict None)."""
-    import jueju.prosody
+    """Make jueju.data.prosody's tables know no character (every verdict None)."""
+    import jueju.data.prosody
+    import jueju.data.tonal
 
-    patch.setattr(jueju.prosody, "poem_rhymes", lambda poem, **kwargs: None)
-    patch.setattr(jueju.prosody, "tonal_compliance", lambda poem, **kwargs: None)
+    patch.setattr(jueju.data.prosody, "poem_rhymes", lambda poem, **kwargs: None)
+    patch.setattr(jueju.data.tonal, "tonal_compliance", lambda poem, **kwargs: None)
 
 
 @pytest.fixture
@@ -279,7 +267,7 @@ def test_run_evaluation_end_to_end(results, tmp_path):
 
 
 def test_test_templates_keep_a_share_and_leave_the_rhyme_ends_blank():
-    from jueju.evaluate import TEMPLATE_KEEP, sample_templates
+    from jueju.measure.conditions import TEMPLATE_KEEP, sample_templates
 
     poems = ["床前明月光，疑是地上霜。举头望明月，低头思故乡。"] * 200
     templates = sample_templates(poems, 5, seed=1)
@@ -291,7 +279,7 @@ def test_test_templates_keep_a_share_and_leave_the_rhyme_ends_blank():
 
 @pytest.mark.slow
 def test_generate_batch_writes_one_poem_per_first_line(trained):
-    from jueju.generate import Poet
+    from jueju.write.poet import Poet
 
     poet = Poet.load(trained / "models" / "wuyan")
     lines = ["床前明月光", "白日依山尽", "春眠不觉晓", "千山鸟飞绝", "红豆生南国"]
@@ -309,8 +297,8 @@ def test_run_evaluation_refuses_a_missing_split(trained, tmp_path):
 
 
 def test_sample_keywords_are_the_rules_words_of_two_lines():
-    from jueju.condition import KeywordRule
-    from jueju.evaluate import sample_keywords
+    from jueju.data.condition import KeywordRule
+    from jueju.measure.conditions import sample_keywords
 
     poem = "床前明月光，疑是地上霜。举头望明月，低头思故乡。"
     rule = KeywordRule([poem] * 30)  # every pair and character common enough

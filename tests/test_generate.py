@@ -5,9 +5,9 @@ import re
 import pytest
 
 from jueju.config import load_config
-from jueju.dataset import Vocab
-from jueju.generate import Poet, normalise_first_line
-from jueju.model import build_model
+from jueju.data.dataset import Vocab
+from jueju.model.network import build_model
+from jueju.write.poet import Poet, normalise_first_line
 
 POEMS = [
     "床前明月光，疑是地上霜。举头望明月，低头思故乡。",
@@ -103,7 +103,7 @@ def test_a_vocabulary_that_does_not_match_the_model_is_refused(poet):
 def test_the_inference_model_has_no_optimizer_state(poet, tmp_path):
     import keras
 
-    from jueju.model import compile_model, load_model, save_inference_model
+    from jueju.model.network import compile_model, load_model, save_inference_model
 
     model = compile_model(keras.models.clone_model(poet.model), 0.01)
     x = poet.vocab.encode("床前明月光，" * 2).reshape(2, 6)

@@ -29,12 +29,12 @@ import keras
 import numpy as np
 import pytest
 
-from jueju import pipeline
 from jueju.cli import main
 from jueju.config import load_config
-from jueju.dataset import Vocab
-from jueju.model import load_model
-from jueju.train import TrainState, _starting_point, train
+from jueju.data import pipeline
+from jueju.data.dataset import Vocab
+from jueju.model.network import load_model
+from jueju.train.loop import TrainState, _starting_point, train
 
 from conftest import tiny_overrides
 
@@ -356,10 +356,10 @@ def _sigterm_escaped(signum, frame):
 @pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["kill", "ctrl_c"])
 def test_an_interrupt_saves_the_steps_already_taken(root, monkeypatch, stop):
-    import jueju.train
+    import jueju.train.loop
 
     interrupt = InterruptInEpoch2(stop)
-    monkeypatch.setattr(jueju.train, "extra_callbacks", lambda config, state: [interrupt])
+    monkeypatch.setattr(jueju.train.loop, "extra_callbacks", lambda config, state: [interrupt])
     config = load_config(overrides=overrides(root, f"in_process_{stop.name.lower()}"))
     outside = signal.signal(signal.SIGTERM, _sigterm_escaped)  # never pytest's death, should the handler be missing
     # Ctrl-C as at a terminal, even when the suite runs in the background (where SIGINT is ignored)

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from jueju import serve
 from jueju.cli import main
-from jueju.constraints import Layout, tonal_misfits
+from jueju.data.prosody import poem_rhymes
 from jueju.options import OptionError
-from jueju.plan import normalise_keywords, plans
-from jueju.prosody import poem_rhymes
+from jueju.serve import app as serve
 from jueju.text import split_lines
+from jueju.write.constraints import Layout, tonal_misfits
+from jueju.write.plan import normalise_keywords, plans
 from test_serve import save_tiny_model
 
 from conftest import tiny_quatrains, untrained_poet
@@ -83,7 +83,7 @@ def test_four_oblique_keywords_still_find_places_with_rhyme_and_tones(poet):
 
 
 def test_a_keyword_no_place_can_take_is_an_error_naming_it(poet, monkeypatch):
-    from jueju import plan
+    from jueju.write import plan
 
     monkeypatch.setattr(plan, "fits", lambda draft, *args: "月" not in draft.values())  # 月 fits nowhere
     with pytest.raises(OptionError, match="keyword '月' cannot be placed") as err:

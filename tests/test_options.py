@@ -10,8 +10,8 @@ from pydantic import ValidationError
 from jueju import options
 from jueju.cli import _parser
 from jueju.config import ConfigError, load_config
-from jueju.generate import Poet
-from jueju.serve import PoemRequest
+from jueju.serve.app import PoemRequest
+from jueju.write.poet import Poet
 
 NUMERIC = [name for name in options.NAMES if options.kind_of(name) in (int, float) and not options.choices_of(name)]
 CHOICES = [name for name in options.NAMES if options.choices_of(name)]
@@ -20,15 +20,16 @@ CHOICES = [name for name in options.NAMES if options.choices_of(name)]
 def poet_settings(**given):
     """Poet's own check of a call's options (the config supplies what the call leaves out), for a
     Poet with a backward model and a reader model, so that every option's whole range is valid."""
-    return Poet.settings(SimpleNamespace(config=load_config(), backward=object(), reader=object()), given)
+    scorers = SimpleNamespace(missing=lambda option: None)  # every scorer present
+    return Poet.settings(SimpleNamespace(config=load_config(), ranker=scorers), given)
 
 
 def test_known_bounds():
-    assert options.bounds_of("rerank") == options.bounds_of("beam_width") == (1, options.MAX_CANDIDATES) == (1, 16)
+    assert options.bounds_of("rerank") == options.bounds_of("beam_width") == (1, options.MAX_CANDIDATES) == (1, 64)
     assert options.bounds_of("temperature") == (0.01, 10.0)
     assert options.bounds_of("num") == (1, 10_000)
     assert options.choices_of("sampler") == ("greedy", "temperature", "top_k", "top_p", "beam")
-    assert options.describe("rerank") == "an integer from 1 to 16"
+    assert options.describe("rerank") == "an integer from 1 to 64"
 
 
 @pytest.mark.parametrize("name", NUMERIC)

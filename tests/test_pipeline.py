@@ -5,12 +5,12 @@ import shutil
 
 import pytest
 
-from jueju import condition
 from jueju.cli import main
 from jueju.config import load_config
-from jueju.dataset import PAD_ID, Vocab, Windows
-from jueju.generate import generate_poems, generate_poetry
-from jueju.train import training_samples
+from jueju.data import condition
+from jueju.data.dataset import PAD_ID, Vocab, Windows
+from jueju.train.loop import training_samples
+from jueju.write.poet import generate_poems, generate_poetry
 
 from conftest import tiny_overrides
 

@@ -9,8 +9,8 @@ import pytest
 
 from jueju import cli
 from jueju.config import load_config
-from jueju.plot import parse_model_log, plot_training, read_metrics
-from jueju.train import METRICS_FIELDS, MetricsLog, TrainState, extra_callbacks, plot_after_training
+from jueju.train.loop import METRICS_FIELDS, MetricsLog, TrainState, extra_callbacks, plot_after_training
+from jueju.train.plot import parse_model_log, plot_training, read_metrics
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -1,4 +1,4 @@
-"""Rhyme groups, tones, tonal patterns and vocabulary masks (jueju.prosody); fast, no shared data."""
+"""Rhyme groups, tones, tonal patterns and vocabulary masks (jueju.data.prosody); fast, no shared data."""
 
 import json
 from collections import defaultdict
@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from jueju import prosody as P
-from jueju.corpus import to_simplified
+from jueju.data import prosody as P
+from jueju.data import tonal
+from jueju.data.corpus import to_simplified
 
 SCHEMES = pytest.mark.parametrize("scheme", P.SCHEMES)
 
@@ -89,9 +90,9 @@ def test_bad_arguments_name_the_valid_values(scheme):
     with pytest.raises(ValueError, match="single character.*'东风'"):
         P.rhyme_groups("东风", scheme)
     with pytest.raises(ValueError, match="'上'.*平, 仄"):
-        P.allowed_mask(["东"], tone="上", scheme=scheme)
+        tonal.allowed_mask(["东"], tone="上", scheme=scheme)
     with pytest.raises(ValueError, match="'五言'.*仄起首句不入韵"):
-        P.tonal_compliance(DENG_GUAN_QUE_LOU, pattern="五言", scheme=scheme)
+        tonal.tonal_compliance(DENG_GUAN_QUE_LOU, pattern="五言", scheme=scheme)
 
 
 @settings(max_examples=60, deadline=None)
@@ -191,14 +192,14 @@ def test_tonal_compliance_of_famous_quatrains():
         (ZAO_FA_BAI_DI_CHENG, "平起首句入韵"),
     ]
     for poem, name in regular:
-        assert P.tonal_compliance(poem) is True, poem
-        assert P.tonal_compliance(poem, pattern=name) is True, poem
-        assert P.tonal_compliance(poem, lenient=False) is False, poem  # each uses 一三五不论
-    assert P.tonal_compliance(DENG_GUAN_QUE_LOU, pattern="平起首句入韵") is False
-    assert P.tonal_compliance(JING_YE_SI) is False and P.tonal_compliance(JING_YE_SI, lenient=False) is False
+        assert tonal.tonal_compliance(poem) is True, poem
+        assert tonal.tonal_compliance(poem, pattern=name) is True, poem
+        assert tonal.tonal_compliance(poem, lenient=False) is False, poem  # each uses 一三五不论
+    assert tonal.tonal_compliance(DENG_GUAN_QUE_LOU, pattern="平起首句入韵") is False
+    assert tonal.tonal_compliance(JING_YE_SI) is False and tonal.tonal_compliance(JING_YE_SI, lenient=False) is False
     package = P.pingshui(supplement=False)  # lacks 啼 (line 3, position 5: free in a 7-character line)
-    assert P.tonal_compliance(ZAO_FA_BAI_DI_CHENG, scheme=package) is True
-    assert P.tonal_compliance(ZAO_FA_BAI_DI_CHENG, scheme=package, lenient=False) is None
+    assert tonal.tonal_compliance(ZAO_FA_BAI_DI_CHENG, scheme=package) is True
+    assert tonal.tonal_compliance(ZAO_FA_BAI_DI_CHENG, scheme=package, lenient=False) is None
 
 
 def poem_from(pattern: tuple[str, ...], level: str = "东", oblique: str = "月") -> str:
@@ -209,30 +210,32 @@ def poem_from(pattern: tuple[str, ...], level: str = "东", oblique: str = "月"
 @SCHEMES
 @pytest.mark.parametrize("length", [5, 7])
 def test_tonal_compliance_strict_and_lenient(scheme, length):
-    for name, pattern in P.TONAL_PATTERNS[length].items():
+    for name, pattern in tonal.TONAL_PATTERNS[length].items():
         poem = poem_from(pattern, "东", "雪")
-        assert P.tonal_compliance(poem, name, scheme, lenient=False) is True
-        fitting = {other for other in P.TONAL_PATTERNS[length] if P.tonal_compliance(poem, other, scheme, False)}
+        assert tonal.tonal_compliance(poem, name, scheme, lenient=False) is True
+        fitting = {
+            other for other in tonal.TONAL_PATTERNS[length] if tonal.tonal_compliance(poem, other, scheme, False)
+        }
         assert fitting == {name}
         # flip position 1 of line 1: still fine leniently, no longer strictly
         flipped = ("雪" if poem[0] == "东" else "东") + poem[1:]
-        assert P.tonal_compliance(flipped, name, scheme, lenient=True) is True
-        assert P.tonal_compliance(flipped, name, scheme, lenient=False) is False
+        assert tonal.tonal_compliance(flipped, name, scheme, lenient=True) is True
+        assert tonal.tonal_compliance(flipped, name, scheme, lenient=False) is False
         # flip position 2 of line 1: wrong either way
         flipped = poem[0] + ("雪" if poem[1] == "东" else "东") + poem[2:]
-        assert P.tonal_compliance(flipped, name, scheme) is False
+        assert tonal.tonal_compliance(flipped, name, scheme) is False
         # a character with both tones fits either
-        assert P.tonal_compliance(poem_from(pattern, "看", "看"), name, scheme, lenient=False) is True
+        assert tonal.tonal_compliance(poem_from(pattern, "看", "看"), name, scheme, lenient=False) is True
 
 
 @SCHEMES
 def test_tonal_compliance_unknown_characters(scheme):
-    poem = poem_from(P.TONAL_PATTERNS[5]["仄起首句不入韵"])
-    assert P.tonal_compliance("a" + poem[1:], scheme=scheme) is True  # position 1 is free
-    assert P.tonal_compliance("a" + poem[1:], scheme=scheme, lenient=False) is None
-    assert P.tonal_compliance(poem[0] + "a" + poem[2:], scheme=scheme) is None
+    poem = poem_from(tonal.TONAL_PATTERNS[5]["仄起首句不入韵"])
+    assert tonal.tonal_compliance("a" + poem[1:], scheme=scheme) is True  # position 1 is free
+    assert tonal.tonal_compliance("a" + poem[1:], scheme=scheme, lenient=False) is None
+    assert tonal.tonal_compliance(poem[0] + "a" + poem[2:], scheme=scheme) is None
     with pytest.raises(ValueError, match="5, 7.*not 3"):
-        P.tonal_compliance("东东东，东东东。东东东，东东东。", scheme=scheme)
+        tonal.tonal_compliance("东东东，东东东。东东东，东东东。", scheme=scheme)
 
 
 # -- the patterns' internal consistency (粘对) -----------------------------------------------------
@@ -242,7 +245,7 @@ NAMES = {"仄起首句不入韵", "仄起首句入韵", "平起首句不入韵",
 
 @pytest.mark.parametrize("length", [5, 7])
 def test_patterns_follow_the_rules(length):
-    patterns = P.TONAL_PATTERNS[length]
+    patterns = tonal.TONAL_PATTERNS[length]
     assert set(patterns) == NAMES and len(set(patterns.values())) == 4
     even = range(1, length, 2)  # positions 2, 4 (, 6), 0-based
     for name, lines in patterns.items():
@@ -259,8 +262,8 @@ def test_patterns_follow_the_rules(length):
 
 
 def test_seven_character_patterns_extend_the_five():
-    for name, lines in P.TONAL_PATTERNS[7].items():
-        five = P.TONAL_PATTERNS[5][("仄" if name[0] == "平" else "平") + name[1:]]
+    for name, lines in tonal.TONAL_PATTERNS[7].items():
+        five = tonal.TONAL_PATTERNS[5][("仄" if name[0] == "平" else "平") + name[1:]]
         assert [line[2:] for line in lines] == list(five)
         assert all(line[0] == line[1] != line[2] for line in lines)
 
@@ -292,47 +295,47 @@ def test_allowed_mask_against_the_raw_table():
     chars = [t for t in VOCAB if len(t) == 1]
     selected = lambda mask: {t for t, m in zip(VOCAB, mask) if m}  # noqa: E731
     every = raw["ping"] + raw["ze"]
-    assert selected(P.allowed_mask(VOCAB, scheme=table)) == {c for c in chars if any(c in g for g in every)}
+    assert selected(tonal.allowed_mask(VOCAB, scheme=table)) == {c for c in chars if any(c in g for g in every)}
     level = {c for c in chars if any(c in g for g in raw["ping"])}
-    assert selected(P.allowed_mask(VOCAB, tone="平", scheme=table)) == level
+    assert selected(tonal.allowed_mask(VOCAB, tone="平", scheme=table)) == level
     oblique = {c for c in chars if any(c in g for g in raw["ze"])}
-    assert selected(P.allowed_mask(VOCAB, tone="仄", scheme=table)) == oblique
+    assert selected(tonal.allowed_mask(VOCAB, tone="仄", scheme=table)) == oblique
     for rhyme_with in "东光看月花思":
         expected = {c for c in chars for g in every if rhyme_with in g and c in g}
-        assert selected(P.allowed_mask(VOCAB, rhyme_with=rhyme_with, scheme=table)) == expected, rhyme_with
+        assert selected(tonal.allowed_mask(VOCAB, rhyme_with=rhyme_with, scheme=table)) == expected, rhyme_with
         level_rhymes = {c for c in chars for g in raw["ping"] if rhyme_with in g and c in g}
-        assert selected(P.allowed_mask(VOCAB, rhyme_with=rhyme_with, tone="平", scheme=table)) == level_rhymes
-    assert "啼" not in selected(P.allowed_mask(VOCAB, scheme=table))  # unknown: never allowed
-    assert "啼" in selected(P.allowed_mask(VOCAB, rhyme_with="西"))  # the default table has the supplement
+        assert selected(tonal.allowed_mask(VOCAB, rhyme_with=rhyme_with, tone="平", scheme=table)) == level_rhymes
+    assert "啼" not in selected(tonal.allowed_mask(VOCAB, scheme=table))  # unknown: never allowed
+    assert "啼" in selected(tonal.allowed_mask(VOCAB, rhyme_with="西"))  # the default table has the supplement
 
 
 @SCHEMES
 @pytest.mark.parametrize("tone", ["平", "仄"])
 def test_reading_matrix_products_are_the_rhyme_masks(scheme, tone):
     """What the device loop multiplies: row c AND row i share a group exactly where allowed_mask says they rhyme."""
-    matrix = P.reading_matrix(VOCAB, tone, scheme)
+    matrix = tonal.reading_matrix(VOCAB, tone, scheme)
     assert matrix.dtype == bool and matrix.shape[0] == len(VOCAB) and not matrix[:6].any()
     for c, char in enumerate(VOCAB):
         if len(char) == 1 and char not in "，。a":
-            expected = P.allowed_mask(VOCAB, rhyme_with=char, tone=tone, scheme=scheme)
+            expected = tonal.allowed_mask(VOCAB, rhyme_with=char, tone=tone, scheme=scheme)
             assert ((matrix.astype(int) @ matrix[c]) > 0).tolist() == expected.tolist(), char
 
 
 @SCHEMES
 def test_allowed_mask_agrees_with_the_lookups(scheme):
     s = P.get_scheme(scheme)
-    known = P.allowed_mask(VOCAB, scheme=scheme)
+    known = tonal.allowed_mask(VOCAB, scheme=scheme)
     assert known.dtype == bool and known.shape == (len(VOCAB),)
     assert not known[:6].any()  # specials, punctuation, multi-character tokens, Latin
     for i, token in enumerate(VOCAB[6:], 6):
         assert known[i] == bool(P.tones(token, scheme))
     for tone in ("平", "仄"):
-        mask = P.allowed_mask(VOCAB, tone=tone, scheme=scheme)
+        mask = tonal.allowed_mask(VOCAB, tone=tone, scheme=scheme)
         assert [bool(m) for m in mask[6:]] == [tone in P.tones(t, scheme) for t in VOCAB[6:]]
     for rhyme_with in "东光月花":
-        mask = P.allowed_mask(VOCAB, rhyme_with=rhyme_with, scheme=scheme)
+        mask = tonal.allowed_mask(VOCAB, rhyme_with=rhyme_with, scheme=scheme)
         assert [bool(m) for m in mask[6:]] == [bool(P.rhymes(rhyme_with, t, scheme)) for t in VOCAB[6:]]
-        both = P.allowed_mask(VOCAB, rhyme_with=rhyme_with, tone="平", scheme=scheme)
+        both = tonal.allowed_mask(VOCAB, rhyme_with=rhyme_with, tone="平", scheme=scheme)
         # both characters level in the shared group: 波 (bō, rarely bì) must not rhyme 藉 (jí) through bì
         groups = {g for g, t in s.readings(rhyme_with) if t == "平"}
         assert [bool(m) for m in both[6:]] == [
@@ -343,21 +346,21 @@ def test_allowed_mask_agrees_with_the_lookups(scheme):
 
 @SCHEMES
 def test_allowed_mask_is_fresh_and_unknown_rhyme_allows_nothing(scheme):
-    mask = P.allowed_mask(VOCAB, rhyme_with="光", scheme=scheme)
+    mask = tonal.allowed_mask(VOCAB, rhyme_with="光", scheme=scheme)
     mask[:] = True
-    assert not P.allowed_mask(VOCAB, rhyme_with="光", scheme=scheme).all()
-    assert not P.allowed_mask(VOCAB, rhyme_with="a", scheme=scheme).any()
-    assert P.allowed_mask([], scheme=scheme).shape == (0,)
+    assert not tonal.allowed_mask(VOCAB, rhyme_with="光", scheme=scheme).all()
+    assert not tonal.allowed_mask(VOCAB, rhyme_with="a", scheme=scheme).any()
+    assert tonal.allowed_mask([], scheme=scheme).shape == (0,)
 
 
 def test_allowed_mask_is_fast_on_a_large_vocabulary():
     import time
 
     vocab = [chr(c) for c in range(0x4E00, 0x4E00 + 6000)]
-    P.allowed_mask(vocab, tone="平")  # builds the index once
+    tonal.allowed_mask(vocab, tone="平")  # builds the index once
     start = time.perf_counter()
     for char in "东光霜月花家看思啼人春山天年风" * 2:
-        P.allowed_mask(vocab, rhyme_with=char, tone="平")
+        tonal.allowed_mask(vocab, rhyme_with=char, tone="平")
     assert time.perf_counter() - start < 0.5
 
 
@@ -406,5 +409,5 @@ def test_coverage_of_famous_quatrains():
         known = sum(bool(P.tones(char, scheme)) for char in chars)
         assert known / len(chars) >= 0.995, (scheme, sorted({char for char in chars if not P.tones(char, scheme)}))
     # every poem is judged for tones (葡, the one unknown, opens a line, where 一三五不论 leaves the tone free)
-    verdicts = [P.tonal_compliance(poem) for poem in poems]
+    verdicts = [tonal.tonal_compliance(poem) for poem in poems]
     assert verdicts.count(None) == 0

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from jueju import prosody as P
-from jueju.corpus import clean_corpus, read_source
+from jueju.data import prosody as P
+from jueju.data import tonal
+from jueju.data.corpus import clean_corpus, read_source
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 TANG = SHARED / "chinese-poetry" / "tang"
@@ -72,7 +73,7 @@ def test_tang_quatrains_rhyme(tang5, merged, record_property, scheme, low, high)
 def test_tang_tonal_compliance(tang5, merged, record_property):
     rates = {}
     for lenient in (True, False):
-        verdicts = [P.tonal_compliance(poem, scheme=merged, lenient=lenient) for poem in tang5]
+        verdicts = [tonal.tonal_compliance(poem, scheme=merged, lenient=lenient) for poem in tang5]
         judged = [v for v in verdicts if v is not None]
         rates[lenient] = sum(judged) / len(judged)
         report(

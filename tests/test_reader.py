@@ -1,11 +1,11 @@
-"""The reader model (jueju.reader): its fit, its file, its features, and the option reader."""
+"""The reader model (jueju.rank.reader): its fit, its file, its features, and the option reader."""
 
 import numpy as np
 import pytest
 
-from jueju.generate import Poet
 from jueju.options import OptionError
-from jueju.reader import READER, Reader, poem_features
+from jueju.rank.reader import READER, Reader, poem_features
+from jueju.write.poet import Poet
 
 from conftest import tiny_quatrains, untrained_poet
 
@@ -18,7 +18,7 @@ def poet():
     poet = untrained_poet(tiny_quatrains(), conditioned=True)
     poems = poet.batch(["白日依山尽"] * 12, seed=0, **QUIET)
     features = poem_features(poet.stepper, np.stack([poet.vocab.encode(p) for p in poems]), poet.line_length)
-    poet.reader = Reader.fit(features, np.random.default_rng(0).normal(size=len(poems)), ridge=1.0)
+    poet.ranker.reader = Reader.fit(features, np.random.default_rng(0).normal(size=len(poems)), ridge=1.0)
     return poet
 
 
@@ -37,10 +37,10 @@ def test_a_fit_needs_one_target_per_row():
 
 
 def test_a_reader_model_survives_its_file(tmp_path, poet):
-    poet.reader.save(tmp_path / READER)
+    poet.ranker.reader.save(tmp_path / READER)
     loaded = Reader.load(tmp_path / READER)
-    features = np.random.default_rng(2).normal(size=(3, len(poet.reader.weights)))
-    assert loaded.predict(features) == pytest.approx(poet.reader.predict(features))
+    features = np.random.default_rng(2).normal(size=(3, len(poet.ranker.reader.weights)))
+    assert loaded.predict(features) == pytest.approx(poet.ranker.reader.predict(features))
     with pytest.raises(ValueError, match=f"reads {len(loaded.weights)} features, got 4"):
         loaded.predict(np.zeros((1, 4)))
 
@@ -96,7 +96,7 @@ def test_reranking_adds_reader_times_the_reader_models_prediction(poet, weight):
     tokens = np.stack([poet.vocab.encode(p) for p in candidates])
     with poet.stepper.reading(None):
         scores = poet.stepper.score(tokens, poet.line_length)
-    scores = scores + weight * poet.reader.predict(poem_features(poet.stepper, tokens, poet.line_length))
+    scores = scores + weight * poet.ranker.reader.predict(poem_features(poet.stepper, tokens, poet.line_length))
     assert chosen == candidates[int(np.argmax(scores))]
 
 
@@ -121,8 +121,8 @@ def test_poet_load_reads_the_reader_model_beside_the_model(tmp_path, poet):
     from test_serve import save_tiny_model
 
     folder = save_tiny_model(tmp_path / "wuyan", conditioned=True)
-    assert Poet.load(folder).reader is None
+    assert Poet.load(folder).ranker.reader is None
     loaded = Poet.load(folder)
     features = poem_features(loaded.stepper, np.zeros((1, 4 * (loaded.line_length + 1)), np.int32), 5)
     Reader.fit(np.concatenate([features, features + 1]), np.array([1.0, 2.0])).save(folder / READER)
-    assert Poet.load(folder).reader is not None
+    assert Poet.load(folder).ranker.reader is not None

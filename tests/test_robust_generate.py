@@ -17,14 +17,14 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-import jueju.generate as jg
-import jueju.preprocess as jueju_preprocess
+import jueju.write.poet as jg
+import jueju.write.preprocess as jueju_preprocess
 from jueju.cli import main
 from jueju.config import load_config
-from jueju.dataset import Vocab
-from jueju.generate import Poet, generate_poems, generate_poetry, normalise_first_line
-from jueju.model import build_model
+from jueju.data.dataset import Vocab
+from jueju.model.network import build_model
 from jueju.text import HAN
+from jueju.write.poet import Poet, generate_poems, generate_poetry, normalise_first_line
 
 POEMS = [
     "床前明月光，疑是地上霜。举头望明月，低头思故乡。",

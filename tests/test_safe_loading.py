@@ -14,10 +14,10 @@ import pytest
 
 import jueju
 from jueju.config import load_config
-from jueju.dataset import Vocab
-from jueju.generate import Poet
-from jueju.model import build_model, compile_model, load_model
-from jueju.train import _check_compatible, latest_checkpoint
+from jueju.data.dataset import Vocab
+from jueju.model.network import build_model, compile_model, load_model
+from jueju.train.loop import _check_compatible, latest_checkpoint
+from jueju.write.poet import Poet
 
 PACKAGE = Path(jueju.__file__).resolve().parent
 SOURCES = sorted(PACKAGE.rglob("*.py"))
@@ -43,7 +43,7 @@ UNSAFE_LOADERS = {("torch", "load"), ("Word2Vec", "load"), ("KeyedVectors", "loa
 
 
 def test_the_package_source_is_found():
-    assert {"model.py", "train.py", "generate.py", "dataset.py", "word2vec.py"} <= {p.name for p in SOURCES}
+    assert {"network.py", "loop.py", "poet.py", "dataset.py", "word2vec.py", "critic.py"} <= {p.name for p in SOURCES}
 
 
 @pytest.mark.parametrize("pattern", [r"allow_pickle\s*=\s*True", r"safe_mode\s*=\s*False"])

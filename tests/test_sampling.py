@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from jueju.sampling import Beam, ConstraintError, Greedy, Sampler, Temperature, TopK, TopP, make_sampler
+from jueju.write.sampling import Beam, ConstraintError, Greedy, Sampler, Temperature, TopK, TopP, make_sampler
 
 LOGITS = np.log(np.array([[0.05, 0.5, 0.3, 0.1, 0.05]]))
 

@@ -6,8 +6,8 @@ import pytest
 
 from jueju.cli import main
 from jueju.config import load_config
-from jueju.pipeline import prepare
-from jueju.study import format_study, run_study, variants
+from jueju.data.pipeline import prepare
+from jueju.measure.study import format_study, run_study, variants
 
 from conftest import tiny_overrides
 

@@ -8,9 +8,10 @@ import pytest
 
 from jueju.cli import main
 from jueju.config import PROJECT_ROOT
+from jueju.data.prosody import rhyme_groups
+from jueju.data.tonal import tonal_compliance
 from jueju.options import OptionError
-from jueju.preprocess import normalise_template, template_form, template_of
-from jueju.prosody import rhyme_groups, tonal_compliance
+from jueju.write.preprocess import normalise_template, template_form, template_of
 
 from conftest import tiny_quatrains, untrained_poet
 
@@ -29,7 +30,7 @@ def poet():
 def committed():
     if not (COMMITTED / "model.keras").is_file():
         pytest.skip(f"no committed model in {COMMITTED}")
-    from jueju.generate import get_poet
+    from jueju.write.poet import get_poet
 
     return get_poet(COMMITTED)
 

@@ -117,7 +117,7 @@ def test_carry_vocabulary_keeps_the_shared_tokens_rows_and_every_other_weight():
     import numpy as np
 
     from jueju.config import load_config
-    from jueju.model import build_model, carry_vocabulary
+    from jueju.model.network import build_model, carry_vocabulary
 
     spec = load_config(overrides=["model.input=embedding", "model.embedding_dim=8", "model.lstm_units=12"]).model
     source_tokens, target_tokens = (
@@ -148,7 +148,8 @@ def test_carry_vocabulary_keeps_the_shared_tokens_rows_and_every_other_weight():
 
 
 def test_a_missing_model_names_the_exact_command_that_trains_it(tmp_path):
-    from jueju.generate import Poet, training_command
+    from jueju.config import training_command
+    from jueju.write.poet import Poet
 
     assert training_command(COMMITTED / "wuyan") == "jueju train"
     assert training_command(COMMITTED / "qiyan") == "jueju train --set corpus.line_length=7"

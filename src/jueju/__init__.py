@@ -1,7 +1,7 @@
 """jueju: classical Chinese quatrains (绝句) from a stacked-LSTM Keras model.
 
 `import jueju` loads nothing else: the names below are imported on first use (PEP 562), so
-`from jueju import generate_poetry` loads Keras and `import jueju.corpus` does not.
+`from jueju import generate_poetry` loads Keras and `import jueju.data.corpus` does not.
 """
 
 import importlib
@@ -11,11 +11,16 @@ from typing import TYPE_CHECKING
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up notices say nothing a user can act on
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ imports them
-    from .config import load_config
-    from .generate import Poet, generate_poems, generate_poetry
+    from jueju.config import load_config
+    from jueju.write.poet import Poet, generate_poems, generate_poetry
 
 # public name -> the module that defines it
-_LAZY = {"Poet": "generate", "generate_poems": "generate", "generate_poetry": "generate", "load_config": "config"}
+_LAZY = {
+    "Poet": "write.poet",
+    "generate_poems": "write.poet",
+    "generate_poetry": "write.poet",
+    "load_config": "config",
+}
 
 __all__ = ["Poet", "generate_poems", "generate_poetry", "load_config"]
 

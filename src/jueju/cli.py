@@ -13,8 +13,8 @@ import logging
 import os
 import sys
 
-from . import options
-from .config import ConfigError, load_config
+from jueju import options
+from jueju.config import ConfigError, load_config
 
 FRAMEWORK_COMMANDS = ("train", "evaluate", "bench", "study-context", "generate", "serve")  # they import Keras
 
@@ -88,7 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(run=_evaluate)
 
     bench = add("bench", help="speed benchmark: prepare, training, generation, word2vec vs the original's method")
-    from .bench import add_arguments as bench_arguments
+    from jueju.measure.bench import add_arguments as bench_arguments
 
     bench_arguments(bench)  # --quick, --corpus, --out
     bench.set_defaults(run=_bench)
@@ -191,7 +191,7 @@ def _config_options(parser: argparse.ArgumentParser, prefix: str) -> None:
 
 
 def _crawl(config, args):
-    from .pipeline import crawl_stage
+    from jueju.data.pipeline import crawl_stage
 
     summary = crawl_stage(config)
     print(summary)
@@ -199,15 +199,15 @@ def _crawl(config, args):
 
 
 def _prepare(config, args):
-    from .pipeline import prepare
+    from jueju.data.pipeline import prepare
 
     prepare(config, force=args.force)
     print((config.data_dir / "dataset.json").read_text("utf-8"))
 
 
 def _word2vec(config, args):
-    from .pipeline import corpus_stage, dataset_stage, word2vec_stage
-    from .word2vec import load_vectors, most_similar
+    from jueju.data.pipeline import corpus_stage, dataset_stage, word2vec_stage
+    from jueju.data.word2vec import load_vectors, most_similar
 
     corpus_stage(config)
     dataset_stage(config)
@@ -220,9 +220,9 @@ def _word2vec(config, args):
 
 
 def _train(config, args):
-    from .generate import BACKWARD
-    from .preprocess import EXAMPLE_FIRST_LINES
-    from .train import train
+    from jueju.rank.scores import BACKWARD
+    from jueju.train.loop import train
+    from jueju.write.preprocess import EXAMPLE_FIRST_LINES
 
     if args.out:
         config = config.writing_to(args.out)
@@ -241,7 +241,7 @@ def _train(config, args):
 def _evaluate(config, args):
     from pathlib import Path
 
-    from .evaluate import format_table, run_evaluation, write_results
+    from jueju.measure.evaluate import format_table, run_evaluation, write_results
 
     model_dir = Path(args.model) if args.model else config.model_dir
     results = run_evaluation(model_dir, config.data_dir, limit=args.limit, seed=args.seed)
@@ -252,7 +252,7 @@ def _evaluate(config, args):
 
 
 def _bench(config, args):
-    from .bench import run_from_args
+    from jueju.measure.bench import run_from_args
 
     return run_from_args(config, args)
 
@@ -260,9 +260,9 @@ def _bench(config, args):
 def _study(config, args):
     from pathlib import Path
 
-    from .evaluate import write_results
-    from .pipeline import prepare
-    from .study import choose_variants, format_study, run_study
+    from jueju.data.pipeline import prepare
+    from jueju.measure.evaluate import write_results
+    from jueju.measure.study import choose_variants, format_study, run_study
 
     if not args.seconds > 0:
         raise ValueError(f"--seconds must be a positive number, got {args.seconds}")
@@ -276,9 +276,9 @@ def _study(config, args):
 
 
 def _generate(config, args):
-    from .config import FORMS
-    from .generate import get_poet, normalise_first_line
-    from .preprocess import template_form
+    from jueju.config import FORMS
+    from jueju.write.poet import get_poet, normalise_first_line
+    from jueju.write.preprocess import template_form
 
     inputs = sum(map(bool, (args.first_lines, args.acrostic, args.template)))
     if inputs > 1 or not (inputs or args.keywords or args.title):
@@ -311,7 +311,7 @@ def _generate(config, args):
 
 
 def _serve(config, args):
-    from .serve import run
+    from jueju.serve.app import run
 
     if args.port is not None and not 1 <= args.port <= 65_535:
         raise ValueError(f"--port must be from 1 to 65535, got {args.port}")
@@ -323,7 +323,7 @@ def _serve(config, args):
 def _plot(config, args):
     from pathlib import Path
 
-    from .plot import plot_training
+    from jueju.train.plot import plot_training
 
     log_dir = Path(args.log_dir) if args.log_dir else config.log_dir
     print(f"training curves in {plot_training(log_dir, args.out)}")

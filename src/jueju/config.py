@@ -16,8 +16,8 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import options
-from .files import write_atomic
+from jueju import options
+from jueju.files import write_atomic
 
 # The project root: JUEJU_HOME when set, else the checkout this package lives in (src layout).
 PROJECT_ROOT = Path(os.environ.get("JUEJU_HOME") or Path(__file__).resolve().parents[2])
@@ -314,3 +314,16 @@ def _check(key: str, value, rules) -> None:
         if value < lo or (hi is not None and value > hi):
             bounds = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
             raise ConfigError(f"config key {key} = {value!r} is out of range: must be {bounds}")
+
+
+def training_command(model_dir: Path) -> str:
+    """The command that trains a model into `model_dir`."""
+    config = load_config()
+    for length, form in FORMS.items():
+        if Path(model_dir).resolve() == (config.path(config.paths.model_dir) / form).resolve():
+            return (
+                "jueju train"
+                if length == config.corpus.line_length
+                else f"jueju train --set corpus.line_length={length}"
+            )
+    return f"jueju train --out {model_dir}"

@@ -19,7 +19,7 @@ from pydantic.fields import FieldInfo
 
 SAMPLERS = ("greedy", "temperature", "top_k", "top_p", "beam")
 RHYME_SCHEMES = ("pingshui", "xin", "none")
-MAX_CANDIDATES = 16  # rerank and beam_width: rows decoded per poem asked for, so they bound a call's work
+MAX_CANDIDATES = 64  # rerank and beam_width: rows decoded per poem asked for, so they bound a call's work
 MAX_NUM = 10_000  # poems per call: more exhausts memory instead of failing
 MAX_SEED = 2**63 - 1
 
@@ -57,6 +57,11 @@ class DecodingOptions(BaseModel):
         ge=0.0,
         le=10.0,
         description="reranking: weight of how a blind reader would score each poem, by the reader model (0 = off)",
+    )
+    critic: float = Field(
+        ge=0.0,
+        le=10.0,
+        description="reranking: weight of what the critic predicts readers would say of each poem (0 = off)",
     )
     no_repeat: bool = Field(description="never repeat a character within a poem")
     num: int = Field(ge=1, le=MAX_NUM, description="poems to write")

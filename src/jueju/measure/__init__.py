@@ -1,0 +1,1 @@
+"""Measuring: perplexity and the evaluation, benchmarks, the context study, load tests, blind readings."""

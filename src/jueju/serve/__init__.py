@@ -1,0 +1,1 @@
+"""Serving: the FastAPI app and its page, concurrent requests batched, characters annotated."""

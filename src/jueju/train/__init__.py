@@ -1,0 +1,1 @@
+"""Training: the fitting loop with checkpoints, resume and fine-tuning, model.log, and the curves."""
