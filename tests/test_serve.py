@@ -5,6 +5,7 @@ random characters, but everything the server promises holds whatever the weights
 """
 
 import asyncio
+import json
 import re
 import threading
 import warnings
@@ -14,7 +15,7 @@ import keras
 import pytest
 
 from jueju import options as jueju_options
-from jueju.config import load_config
+from jueju.config import PROJECT_ROOT, load_config
 from jueju.data import condition, prosody, tonal
 from jueju.data.dataset import Vocab
 from jueju.measure.loadtest import run_load
@@ -394,6 +395,61 @@ def test_a_body_over_the_limit_is_a_413_declared_or_streamed(client):
 def test_wrong_method_and_path(client):
     assert client.get("/api/poems").status_code == 405
     assert client.get("/api/nothing").status_code == 404
+
+
+# --- what one request may cost -------------------------------------------------------------------
+LINE = {"first_line": "床前明月光"}
+
+
+@pytest.mark.parametrize(
+    "body, fields, rows",
+    [
+        (
+            {**LINE, "num": 20, "rerank": 64, "sampler": "beam", "beam_width": 16},
+            ["num", "rerank", "beam_width"],
+            "20,480",
+        ),
+        ({**LINE, "num": 6, "rerank": 64}, ["num", "rerank"], "384"),
+        ({**LINE, "rerank": 64, "sampler": "beam", "beam_width": 6}, ["num", "rerank", "beam_width"], "384"),
+        ({"acrostic": "春夏秋冬", "num": 11, "rerank": 30}, ["num", "rerank"], "330"),
+        # keywords draw at least 8 candidates a poem, whatever rerank says
+        (
+            {"keywords": ["秋"], "num": 20, "rerank": 1, "sampler": "beam", "beam_width": 3},
+            ["num", "rerank", "beam_width"],
+            "480",
+        ),
+    ],
+)
+def test_a_request_over_the_row_budget_is_a_422_naming_the_fields(client, body, fields, rows):
+    response = post(client, **body)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert [item["loc"] for item in detail] == [["body", field] for field in fields]
+    for item in detail:
+        assert f"decode {rows} rows" in item["msg"] and f"budget of {serve.MAX_ROWS} rows" in item["msg"]
+        assert all(field in item["msg"] for field in fields), item["msg"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {**LINE, "num": 20, "rerank": 16},  # 320 rows: the committed defaults, at the most poems
+        {**LINE, "num": 5, "rerank": 64},
+        {"acrostic": "春夏秋冬", "rerank": 64, "sampler": "beam", "beam_width": 5},
+        {"keywords": ["秋"], "num": 10, "rerank": 4, "sampler": "beam", "beam_width": 4},  # 10 x 8 x 4
+    ],
+)
+def test_a_request_at_the_row_budget_is_written(client, body):
+    assert len(ok(client, seed=3, rhyme="none", **body)["poems"]) == body.get("num", 1)
+
+
+@pytest.mark.parametrize("form", ["wuyan", "qiyan"])
+def test_the_committed_defaults_fit_the_budget_at_the_most_poems(form):
+    config = PROJECT_ROOT / "models" / form / "config.json"
+    settings = json.loads(config.read_text("utf-8"))["generate"]
+    serve.check_cost(serve.MAX_POEMS, settings)  # no OverBudget
+    with pytest.raises(serve.OverBudget, match="20,480 rows"):
+        serve.check_cost(serve.MAX_POEMS, {**settings, "rerank": 64, "sampler": "beam", "beam_width": 16})
 
 
 # --- batching and the queue ------------------------------------------------------------------------

@@ -16,7 +16,15 @@ import sys
 from jueju import options
 from jueju.config import ConfigError, load_config
 
-FRAMEWORK_COMMANDS = ("train", "evaluate", "bench", "study-context", "generate", "serve")  # they import Keras
+FRAMEWORK_COMMANDS = (
+    "train",
+    "evaluate",
+    "bench",
+    "study-context",
+    "generate",
+    "serve",
+    "readings",
+)  # they import Keras
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -104,7 +112,15 @@ def _parser() -> argparse.ArgumentParser:
     study.set_defaults(run=_study)
 
     generate = add("generate", help="write poems from first lines, an acrostic, a template, keywords or a title")
-    generate.add_argument("first_lines", nargs="*", metavar="FIRST_LINE", help="5 or 7 Han characters")
+    generate.add_argument(
+        "first_lines", nargs="*", metavar="FIRST_LINE", help="5 or 7 Han characters; - alone reads them from stdin"
+    )
+    generate.add_argument(
+        "--input",
+        metavar="FILE",
+        help="first lines from FILE (- for stdin), one a line, blank lines skipped; a bad line is reported on "
+        "stderr with its number, the others are still written, and the exit status is then 1",
+    )
     generate.add_argument("--acrostic", metavar="CHARS", help="4 characters to open the 4 lines (藏头诗)")
     generate.add_argument(
         "--template",
@@ -143,6 +159,26 @@ def _parser() -> argparse.ArgumentParser:
         help="worker processes sharing the port, each with its own copy of the models (default 1)",
     )
     serve.set_defaults(run=_serve)
+
+    reading = add("readings", help="blind readings at scale: candidate pools, readers' prompts, their answers")
+    steps = reading.add_subparsers(dest="step", required=True, metavar="STEP")
+    pool = steps.add_parser("pool", help="write candidates for the inputs of a data split (needs jueju prepare)")
+    pool.add_argument("out", metavar="POOL.tsv")
+    pool.add_argument("--split", default="valid", choices=("train", "valid", "test"))
+    pool.add_argument("--draws", type=int, default=7, help="single draws per input (rerank 1), beside one default")
+    pool.add_argument("--inputs", type=int, help="how many inputs (first lines and titles; default all)")
+    pool.add_argument("--seed", type=int, default=1)
+    mixes = steps.add_parser("mix", help="cut a pool into readers' mixes: DIR/<name>-NNN/{prompt.txt,key.tsv}")
+    mixes.add_argument("pool", metavar="POOL.tsv")
+    mixes.add_argument("--out", metavar="DIR", required=True)
+    mixes.add_argument("--name", default="mix")
+    mixes.add_argument("--layout", default="grouped", choices=("shuffled", "grouped"))
+    mixes.add_argument("--inputs-per-mix", type=int, default=28)
+    mixes.add_argument("--seed", type=int, default=1)
+    answers = steps.add_parser("read", help="add readers' answers to a ratings file, refusing bad lines")
+    answers.add_argument("ratings", metavar="RATINGS.tsv")
+    answers.add_argument("answers", nargs="+", metavar="MIX_DIR:ANSWER.txt", help="each mix folder and its answer")
+    reading.set_defaults(run=_readings)
 
     plot = add("plot", help="draw logs/training.png: loss and validation perplexity per epoch")
     plot.add_argument("--log-dir", metavar="DIR", help="folder of metrics.csv or model.log (default: paths.log_dir)")
@@ -280,18 +316,37 @@ def _generate(config, args):
     from jueju.write.poet import get_poet, normalise_first_line
     from jueju.write.preprocess import template_form
 
-    inputs = sum(map(bool, (args.first_lines, args.acrostic, args.template)))
+    if args.input and args.first_lines:
+        raise ValueError("give first lines on the command line or --input FILE, not both")
+    if "-" in args.first_lines and len(args.first_lines) > 1:
+        raise ValueError("- reads the first lines from stdin: give it alone, without other first lines")
+    source = args.input or ("-" if args.first_lines == ["-"] else None)
+    inputs = sum(map(bool, (args.first_lines or source, args.acrostic, args.template)))
     if inputs > 1 or not (inputs or args.keywords or args.title):
         raise ValueError(
-            "give first lines, --acrostic CHARS, --template POEM, --keywords WORDS or --title TITLE (one of the "
-            "first three; --keywords may follow first lines, --title any of them)"
+            "give first lines (or --input FILE), --acrostic CHARS, --template POEM, --keywords WORDS or --title "
+            "TITLE (one of the first three; --keywords may follow first lines, --title any of them)"
         )
     # what the command line leaves out comes from the user's config, not the model's
     settings = {
         name: getattr(config.generate, name) if getattr(args, name) is None else getattr(args, name)
         for name in options.NAMES
     }
+    options.check(settings)  # a bad option fails once, before any input line
     num = settings.pop("num")
+    extra = {name: getattr(args, name) for name in ("keywords", "title") if getattr(args, name)}
+
+    def write(given: dict, length: int) -> None:
+        model_dir = args.model or config.path(config.paths.model_dir) / FORMS[length]
+        poet = get_poet(model_dir)  # each folder loaded once, however many lines
+        print("\n".join(poet.poems(num=num, **given, **extra, **settings)), flush=True)
+
+    def write_from(line: str) -> None:
+        line = normalise_first_line(line)
+        write({"first_line": line}, len(line))
+
+    if source:
+        return _generate_lines(source, write_from)
     if args.first_lines:
         requests = [({"first_line": line}, len(normalise_first_line(line))) for line in args.first_lines]
     elif args.template:
@@ -300,14 +355,35 @@ def _generate(config, args):
         requests = [({"acrostic": args.acrostic}, args.form)]
     else:
         requests = [({}, args.form)]
-    if args.keywords:
-        requests = [({**given, "keywords": args.keywords}, length) for given, length in requests]
-    if args.title:
-        requests = [({**given, "title": args.title}, length) for given, length in requests]
     for given, length in requests:
-        model_dir = args.model or config.path(config.paths.model_dir) / FORMS[length]
-        poet = get_poet(model_dir)
-        print("\n".join(poet.poems(num=num, **given, **settings)))
+        write(given, length)
+
+
+def _generate_lines(source: str, write) -> int:
+    """`write` each line of `source` (a file, or - for stdin), blank lines skipped. A line it refuses
+    (ValueError) is reported on stderr with its number, and the others are still written.
+    Exit status 0 when every line was written, 1 when any was refused."""
+    import contextlib
+
+    refused = 0
+    with open(source, "rb") if source != "-" else contextlib.nullcontext(sys.stdin.buffer) as lines:
+        for number, raw in enumerate(lines, 1):
+            try:
+                line = _decoded(raw).strip()
+                if line:
+                    write(line)
+            except ValueError as err:
+                refused += 1
+                name = "stdin" if source == "-" else source
+                print(f"jueju generate: {name}, line {number}: {err}", file=sys.stderr, flush=True)
+    return 1 if refused else 0
+
+
+def _decoded(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")  # a byte-order mark, which some editors write first, is no character
+    except UnicodeDecodeError as err:
+        raise ValueError(f"not UTF-8 text (byte {raw[err.start]:#04x} at {err.start})") from None
 
 
 def _serve(config, args):
@@ -318,6 +394,41 @@ def _serve(config, args):
     if args.workers < 1:
         raise ValueError(f"--workers must be at least 1, got {args.workers}")
     run(config, args.model, host=args.host, port=args.port, workers=args.workers)
+
+
+def _readings(config, args):
+    import random
+
+    from jueju.measure import readings
+
+    if args.step == "pool":
+        from jueju.write.poet import get_poet
+
+        inputs = readings.split_inputs(config.data_dir, args.split)
+        random.Random(args.seed).shuffle(inputs)
+        variants = {**readings.DRAWS, "draw": (args.draws, {"rerank": 1})}
+        candidates = readings.pool(get_poet(config.model_dir), inputs[: args.inputs], variants, args.seed)
+        readings.write_pool(args.out, candidates)
+        print(f"{len(candidates)} poems for {len(inputs[: args.inputs])} inputs in {args.out}")
+    elif args.step == "mix":
+        candidates = readings.read_pool(args.pool)
+        folders = readings.mix(candidates, args.out, args.layout, args.inputs_per_mix, args.seed, args.name)
+        print(f"{len(folders)} mixes in {args.out}: give each prompt.txt, and nothing else, to a fresh reader")
+    else:
+        bad = 0
+        for pair in args.answers:
+            folder, _, answer = pair.partition(":")
+            if not answer:
+                raise ValueError(f"give each answer as MIX_DIR:ANSWER.txt, got {pair!r}")
+            result = readings.read_answer(folder, answer, args.ratings)
+            for error in result["refused"]:
+                print(f"jueju readings: {answer}, {error}", file=sys.stderr)
+            bad += len(result["refused"]) + len(result["missing"])
+            print(
+                f"{answer}: {result['added']} judgements added, {len(result['refused'])} lines refused, "
+                f"{len(result['missing'])} poems unanswered"
+            )
+        return 1 if bad else 0
 
 
 def _plot(config, args):

@@ -11,17 +11,14 @@ from __future__ import annotations
 import configparser
 import dataclasses
 import json
-import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from jueju import options
 from jueju.files import write_atomic
+from jueju.home import DEFAULT_CONFIG, FOUND_BY, PROJECT_ROOT, WORKSPACE
 
-# The project root: JUEJU_HOME when set, else the checkout this package lives in (src layout).
-PROJECT_ROOT = Path(os.environ.get("JUEJU_HOME") or Path(__file__).resolve().parents[2])
-DEFAULT_CONFIG = PROJECT_ROOT / "config" / "cfg.ini"
 FORMS = {5: "wuyan", 7: "qiyan"}  # line length -> folder name of its data and model
 
 
@@ -152,8 +149,12 @@ class Config:
         return FORMS[self.corpus.line_length]
 
     def path(self, relative: str) -> Path:
-        """A config path resolved against the project root (absolute paths kept)."""
+        """A config path resolved against the home, where the committed models are read (absolute paths kept)."""
         return PROJECT_ROOT / relative
+
+    def output(self, relative: str) -> Path:
+        """A config path resolved against the workspace, where the pipeline writes (absolute paths kept)."""
+        return WORKSPACE / relative
 
     @property
     def model_window(self) -> int | None:
@@ -162,16 +163,18 @@ class Config:
 
     @property
     def raw_dir(self) -> Path:
-        return self.path(self.paths.raw_dir)
+        return self.output(self.paths.raw_dir)
 
     @property
     def data_dir(self) -> Path:
-        return self.path(self.paths.data_dir) / self.form
+        return self.output(self.paths.data_dir) / self.form
 
     @property
     def model_dir(self) -> Path:
-        """The model folder: models/<form>, or the folder given to `writing_to` (jueju train --out DIR)."""
-        return getattr(self, "_model_dir", None) or self.path(self.paths.model_dir) / self.form
+        """The folder jueju train writes and evaluate reads: models/<form> of the workspace, or the folder given
+        to `writing_to` (jueju train --out DIR). Poems are written by path(paths.model_dir) / form: the same
+        folder, except in an installed package, whose models are read-only."""
+        return getattr(self, "_model_dir", None) or self.output(self.paths.model_dir) / self.form
 
     def writing_to(self, folder: str | Path) -> Config:
         """A copy of this config whose model_dir is `folder` (not a config key: it never reaches config.json)."""
@@ -181,7 +184,7 @@ class Config:
 
     @property
     def log_dir(self) -> Path:
-        return self.path(self.paths.log_dir)
+        return self.output(self.paths.log_dir)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -195,7 +198,7 @@ SECTIONS: dict[str, type] = typing.get_type_hints(Config)  # section name -> its
 
 def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] = ()) -> Config:
     """Defaults from config/cfg.ini, then the keys of `path`, then `section.key=value` overrides."""
-    values = _read_ini(DEFAULT_CONFIG)
+    values = _defaults()
     if path is not None:
         for section, keys in _read_ini(Path(path)).items():
             values.setdefault(section, {}).update(keys)
@@ -215,10 +218,19 @@ def config_from_dict(values: dict[str, dict]) -> Config:
 
 def load_config_json(path: Path) -> Config:
     """The config saved beside a model (config.json); keys it predates take today's defaults."""
-    values = _read_ini(DEFAULT_CONFIG)
+    values = _defaults()
     for section, keys in json.loads(Path(path).read_text("utf-8")).items():
         values.setdefault(section, {}).update(keys)
     return config_from_dict(values)
+
+
+def _defaults() -> dict[str, dict[str, str]]:
+    if not DEFAULT_CONFIG.is_file():
+        raise ConfigError(
+            f"default config not found: {DEFAULT_CONFIG} (the home, from {FOUND_BY}); "
+            "JUEJU_HOME must name a folder that holds config/cfg.ini and models/"
+        )
+    return _read_ini(DEFAULT_CONFIG)
 
 
 def _read_ini(path: Path) -> dict[str, dict[str, str]]:

@@ -136,6 +136,48 @@ def mix(
     return folders
 
 
+def balanced(
+    variants: dict[str, list[Candidate]], real: list[Candidate], readers: int, out: str | Path, seed: int, name: str
+) -> list[Path]:
+    """A balanced reading of k variants (name -> one candidate per input, the same inputs in the same
+    order for every variant): the inputs cut into k sets, and reader r reads variant i on set
+    (i + r) mod k, so that every reader reads every variant, each on other inputs, and every set is
+    read in every variant. Each mix also holds len(real) // readers real poems. Shuffled layout."""
+    names = list(variants)
+    count = len(variants[names[0]])
+    if any(len(candidates) != count for candidates in variants.values()):
+        raise ValueError("every variant needs one candidate per input, the same inputs for all")
+    k, rng = len(names), random.Random(seed)
+    sets = [range(count * j // k, count * (j + 1) // k) for j in range(k)]
+    share = len(real) // readers
+    folders = []
+    for reader in range(readers):
+        chosen = [variants[names[i]][row] for i in range(k) for row in sets[(i + reader) % k]]
+        chosen += real[reader * share : (reader + 1) * share]
+        folder = Path(out) / f"{name}-{reader:03d}"
+        write_mix(folder, [[candidate] for candidate in chosen], "shuffled", rng)
+        folders.append(folder)
+    return folders
+
+
+def summary(rows: Sequence[dict]) -> dict:
+    """Per reader, per variant: the mean of each score, how many were taken for human, and how many."""
+    table: dict = {}
+    for row in rows:
+        table.setdefault(row["reader"], {}).setdefault(row["variant"], []).append(row)
+    return {
+        reader: {
+            variant: {
+                **{name: round(sum(r[name] for r in mine) / len(mine), 2) for name in SCORES},
+                "human": sum(r["taken_for"] == "human" for r in mine),
+                "n": len(mine),
+            }
+            for variant, mine in sorted(by_variant.items())
+        }
+        for reader, by_variant in sorted(table.items())
+    }
+
+
 def write_mix(folder: Path, groups: list[list[Candidate]], layout: str, rng: random.Random) -> None:
     """One reader's prompt and its key: the poems numbered from 1 in the layout's order."""
     if layout == "shuffled":
@@ -238,6 +280,19 @@ def _layout(folder: Path) -> str:
     return "grouped" if "## Group 1\n" in brief else "shuffled"
 
 
+def write_pool(path: str | Path, candidates: Iterable[Candidate]) -> None:
+    """A pool of candidates as a TSV (poem, variant, written_from, input), a header row first."""
+    with open(path, "w", encoding="utf-8", newline="") as file:
+        writer = csv.writer(file, delimiter="\t", lineterminator="\n")
+        writer.writerow(KEY_FIELDS[1:])
+        writer.writerows((c.poem, c.variant, c.written_from, c.input) for c in candidates)
+
+
+def read_pool(path: str | Path) -> list[Candidate]:
+    with open(path, encoding="utf-8", newline="") as file:
+        return [Candidate(**row) for row in csv.DictReader(file, delimiter="\t")]
+
+
 def read_ratings(path: str | Path) -> list[dict]:
     """The rows of a ratings file, scores as ints."""
     with open(path, encoding="utf-8", newline="") as file:
@@ -248,20 +303,32 @@ def read_ratings(path: str | Path) -> list[dict]:
     return rows
 
 
-def pool(poet, inputs: Sequence[tuple[str, str, str]], draws: int, seed: int, chunk: int = 64) -> list[Candidate]:
-    """For each input (written_from, input, real poem): the real poem, one poem at the model's
-    defaults (variant `default`) and `draws` single draws (variant `draw`, rerank 1: the candidates
-    reranking chooses among). Written `chunk` inputs at a time."""
+DRAWS = {"default": (1, {}), "draw": (7, {"rerank": 1})}  # the pools the critic learns from: the model's
+# defaults, and single draws (the candidates reranking chooses among)
+
+
+def pool(
+    poet, inputs: Sequence[tuple[str, str, str]], variants: dict[str, tuple[int, dict]], seed: int, chunk: int = 64
+) -> list[Candidate]:
+    """For each input (written_from, input, real poem): the real poem and, per variant (name ->
+    (copies, options)), `copies` poems written with those options (the rest the model's defaults),
+    each variant from its own seed; a poem written twice for one input is read once (the first
+    variant keeps it). Written `chunk` inputs at a time."""
     candidates = []
     for start in range(0, len(inputs), chunk):
         part = inputs[start : start + chunk]
-        drawn = _write(poet, part, draws, seed + start, rerank=1)
-        chosen = _write(poet, part, 1, seed + start + 1_000_003, rerank=None)  # not the draws' seed
+        written = {
+            name: _write(poet, part, copies, seed + start + 1_000_003 * k, options)
+            for k, (name, (copies, options)) in enumerate(variants.items())
+        }
         for index, (written_from, given, real) in enumerate(part):
-            ours = [(chosen[index], "default")] + [(p, "draw") for p in drawn[index * draws : (index + 1) * draws]]
-            unique = {poem: variant for poem, variant in reversed(ours)}  # a poem drawn twice is read once
             candidates.append(Candidate(real, REAL, written_from, given))
-            candidates += [Candidate(poem, variant, written_from, given) for poem, variant in reversed(unique.items())]
+            seen = {real}
+            for name, (copies, _) in variants.items():
+                for poem in written[name][index * copies : (index + 1) * copies]:
+                    if poem not in seen:
+                        seen.add(poem)
+                        candidates.append(Candidate(poem, name, written_from, given))
     return candidates
 
 
@@ -279,7 +346,7 @@ def split_inputs(data_dir: str | Path, split: str, titled: bool = True) -> list[
     return inputs
 
 
-def _write(poet, inputs, copies: int, seed: int, rerank: int | None) -> list[str]:
+def _write(poet, inputs, copies: int, seed: int, options: dict) -> list[str]:
     """`copies` poems per input, first-line inputs and title inputs each in one batch, in input order."""
     import numpy as np
 
@@ -290,11 +357,11 @@ def _write(poet, inputs, copies: int, seed: int, rerank: int | None) -> list[str
             continue
         repeated = [inputs[i][1] for i in rows for _ in range(copies)]
         if kind == "first_line":
-            poems = poet.batch(repeated, seed=seed, rerank=rerank)
+            poems = poet.batch(repeated, seed=seed, **options)
         else:
             blocks = np.concatenate([poet.blocks(1, poet.title(title)) for title in repeated])
             empty = [poet.preprocessor.template({})] * len(repeated)
-            poems = poet.batch(templates=empty, blocks=blocks, seed=seed, rerank=rerank)
+            poems = poet.batch(templates=empty, blocks=blocks, seed=seed, **options)
         for n, i in enumerate(rows):
             written[i] = poems[n * copies : (n + 1) * copies]
     return [poem for i in range(len(inputs)) for poem in written[i]]

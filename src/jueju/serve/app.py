@@ -23,6 +23,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import socket
 import threading
@@ -46,12 +47,15 @@ from jueju.options import OptionError
 from jueju.serve.annotate import annotate
 from jueju.serve.batcher import Batcher, Job, QueueFull
 from jueju.write.plan import MAX_KEYWORDS, normalise_keywords
-from jueju.write.poet import FORM_NAMES, Poet
+from jueju.write.poet import FORM_NAMES, KEYWORD_PLANS, Poet
 from jueju.write.preprocess import EXAMPLE_FIRST_LINES, INPUTS, normalise_first_line, template_form
 
 log = logging.getLogger(__name__)
 
-MAX_POEMS = 20  # poems per request: with options.MAX_CANDIDATES it bounds the rows one request may ask for
+MAX_POEMS = 20  # poems per request
+# rows one request may ask the model to decode (num x rerank x beam_width): 20 poems at the committed
+# defaults (rerank 16), about 12 s on a 2-core CPU; 20 x 64 x 16 would be 64 times that
+MAX_ROWS = 320
 MAX_TEXT = 100  # characters of first_line / acrostic accepted before any checking
 SERVE_ENV = "JUEJU_SERVE"  # the config and model folders handed to each worker process (--workers > 1)
 
@@ -225,13 +229,11 @@ def _shown(path: Path | None) -> str:
 
 
 def default_model_dirs(config: Config) -> list[Path]:
-    """The config's model (models/<form> of corpus.line_length), then the other form's when it is trained."""
-    dirs = [config.model_dir]
-    for name in FORMS.values():
-        other = config.path(config.paths.model_dir) / name
-        if other != config.model_dir and (other / "model.keras").is_file():
-            dirs.append(other)
-    return dirs
+    """The config's model (models/<form> of corpus.line_length, in the home), then the other form's when it is
+    trained."""
+    first = config.path(config.paths.model_dir) / config.form
+    others = [config.path(config.paths.model_dir) / name for name in FORMS.values()]
+    return [first, *(other for other in others if other != first and (other / "model.keras").is_file())]
 
 
 def load_models(model_dirs: Sequence[str | Path]) -> list[LoadedModel]:
@@ -287,6 +289,7 @@ class Service:
             model = self._model(form, INPUTS[kind])
         asked = request.model_dump(include=set(options.DECODING), exclude_none=True)
         settings = model.poet.check(**{kind: [given]}, **asked)
+        check_cost(request.num, settings)
         seed = settings.pop("seed")
         del settings["num"]
         loop = asyncio.get_running_loop()
@@ -320,6 +323,7 @@ class Service:
         asked = request.model_dump(include=set(options.DECODING), exclude_none=True)
         kinds = {"first_line": "first_lines", "acrostic": "acrostics", "template": "templates"}
         settings = poet.check(**{kinds[field]: [text]}, **asked) if field else poet.settings(asked)
+        check_cost(request.num, settings, planned=True)
         seed = settings.pop("seed")
         del settings["num"]
         loop = asyncio.get_running_loop()
@@ -346,10 +350,35 @@ class Service:
         }
 
 
-def _unprocessable(field_name: str, message: str) -> JSONResponse:
-    return JSONResponse(
-        {"detail": [{"loc": ["body", field_name], "msg": message, "type": "value_error"}]}, status_code=422
-    )
+class OverBudget(OptionError):
+    """A request that asks the model to decode more than MAX_ROWS rows; `fields` are the options that multiply."""
+
+    def __init__(self, fields: Sequence[str], message: str):
+        super().__init__(fields[0], message)
+        self.fields = tuple(fields)
+
+
+def check_cost(num: int, settings: dict, planned: bool = False) -> None:
+    """Raise OverBudget when the rows a request asks the model to decode pass MAX_ROWS: num poems x rerank
+    candidates each (a title or keywords: at least KEYWORD_PLANS) x beam_width for the beam sampler.
+    A reader or critic scores the same candidates: they add no rows."""
+    factors = {"num": num, "rerank": max(settings["rerank"], KEYWORD_PLANS) if planned else settings["rerank"]}
+    if settings["sampler"] == "beam":
+        factors["beam_width"] = settings["beam_width"]
+    rows = math.prod(factors.values())
+    if rows > MAX_ROWS:
+        product = " × ".join(f"{name} {value}" for name, value in factors.items())
+        why = f"; a title or keywords draw at least {KEYWORD_PLANS} candidates a poem" if planned else ""
+        raise OverBudget(
+            list(factors),
+            f"this request asks the model to decode {rows:,} rows ({product}{why}), over the budget of "
+            f"{MAX_ROWS} rows a request: lower {', '.join(factors)}",
+        )
+
+
+def _unprocessable(fields: Sequence[str], message: str) -> JSONResponse:
+    items = [{"loc": ["body", name], "msg": message, "type": "value_error"} for name in fields]
+    return JSONResponse({"detail": items}, status_code=422)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -475,8 +504,8 @@ def create_app(
             job = service.job(request)
             future = batcher.submit(job)
             return service.response(job, await future)
-        except OptionError as err:  # from Poet or the request's own checks: it names the field
-            return _unprocessable(err.field, str(err))
+        except OptionError as err:  # from Poet or the request's own checks: it names the field (or fields)
+            return _unprocessable(getattr(err, "fields", [err.field]), str(err))
         except QueueFull as full:
             return JSONResponse({"detail": str(full)}, status_code=503, headers={"Retry-After": str(full.retry_after)})
 
