@@ -127,7 +127,7 @@ def bare_model(loop, rows: int) -> float:
     loop the 17 LSTM steps from position 6 to 22 and the 14 softmaxes of the positions chosen after 6."""
     from keras import ops
 
-    from jueju.write.device_loop import _compile
+    from jueju.model.stepper import compiled as compile_loop
 
     states = [np.zeros((rows, width), dtype) for width, dtype in loop.reader.state_shapes]
 
@@ -136,22 +136,19 @@ def bare_model(loop, rows: int) -> float:
             x, new = loop.read(ids, states)  # the loop's own step
 
             def head(x=x):
-                for layer in loop.head:
-                    x = layer(x, training=False)
-                return ops.cast(ops.argmax(x, axis=-1), "int32")
+                return ops.cast(ops.argmax(loop.softmax(x), axis=-1), "int32")
 
             punctuation_next = ops.logical_or(ops.equal(step % 6, 4), ops.equal(step, 16))  # 11, 17, 23 forced
             return step + 1, ops.cond(punctuation_next, lambda: ids, head), new
 
         return ops.while_loop(lambda step, ids, states: step < 17, body, (0, ids, states))[1]
 
-    compiled = _compile(run)
+    compiled = compile_loop(run)
     ids = np.full((rows,), 5, dtype=np.int32)
     context = np.full((1, 6), 5, dtype=np.int32)  # the first line, read once for all rows
-    zeros = [np.zeros((1, width), dtype) for width, dtype in loop.reader.state_shapes]
 
     def once():
-        loop.stepping.predict_on_batch([context, *zeros])
+        loop.stepper.run(context)
         ops.convert_to_numpy(compiled(ids, states))
 
     return best_of(once)

@@ -157,7 +157,9 @@ def test_decoding_on_the_device_keeps_every_constraint(sequence_poet, corpus, sa
     assert sequence_poet.device_loop is not None
     training = {line for poem in corpus for line in LINE.split(poem) if line}
     options = dict(sampler=sampler, seed=4, rhyme="pingshui", tonal=True, no_copy=True)
+    sequence_poet.device_loop.wrote_last_batch = False
     poems = sequence_poet.poems(acrostic="春夏秋冬", num=6, **options)
+    assert sequence_poet.device_loop.wrote_last_batch  # not a fallback to the host loop
     for poem in poems:
         assert FIVE.match(poem), poem
         lines = [line for line in LINE.split(poem) if line]
@@ -180,4 +182,5 @@ def test_a_mixed_precision_sequence_model_decodes_on_the_device(vocab):
     poet = Poet(model, vocab, config)
     assert poet.device_loop is not None
     poems = poet.poems("床前明月光", num=4, seed=1, no_copy=False)
+    assert poet.device_loop.wrote_last_batch
     assert all(FIVE.match(poem) for poem in poems), poems

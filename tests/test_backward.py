@@ -1,15 +1,21 @@
 """The backward model (model.direction = backward): poems read right to left, trained by the same
 pipeline, and the reranking score it gives (Poet.first_line_information, the option backward)."""
 
+import shutil
+
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 
+from jueju.cli import main
 from jueju.config import ConfigError, load_config
 from jueju.data import condition
 from jueju.data.dataset import PAD_ID, Windows, make_sequences, reversed_sequences
 from jueju.data.pipeline import prepare
 from jueju.measure.conditions import RERANK_RIVALS, rerank_metrics
 from jueju.options import OptionError
+from jueju.rank.reader import READER, Reader, poem_features
+from jueju.serve import app as serve
 from jueju.train import loop as training
 from jueju.write.poet import Poet, backward_dir
 from test_serve import save_tiny_model
@@ -79,15 +85,21 @@ def poet(trained):
     return Poet.load(trained[2] / "models" / "wuyan")
 
 
-def test_first_line_information_is_the_backward_reading_of_line_1_after_the_rest(poet):
+@pytest.mark.parametrize("title", ["", "送友人"])
+def test_first_line_information_is_the_backward_reading_of_line_1_after_the_rest(poet, title):
     poems = poet.batch(["白日依山尽"] * 3, seed=1, **QUIET) + poet.poems(title="送友人", seed=2, **QUIET)
     tokens = np.stack([poet.vocab.encode(poem) for poem in poems])
+    blocks = poet.blocks(len(tokens), title)  # no title: an empty block
     backward = tokens[:, ::-1]  # line 1 last
-    before = np.full((len(tokens), poet.stepper.reader.block + 1), PAD_ID)  # an empty block, then <pad>
+    before = np.concatenate([blocks, np.full((len(tokens), 1), PAD_ID)], axis=1)  # the block, then <pad>
     probs = np.asarray(poet.ranker.backward.model.predict_on_batch(np.concatenate([before, backward[:, :-1]], axis=1)))
     log_probs = np.log(np.take_along_axis(probs[:, before.shape[1] - 1 :], backward[..., None], axis=-1)[..., 0])
     expected = log_probs[:, -poet.line_length :].mean(axis=1)
-    assert poet.ranker.first_line_information(tokens) == pytest.approx(expected, abs=1e-4)
+    information = poet.ranker.first_line_information(tokens, blocks if title else None)
+    tolerance = 1e-5  # float32 rounding of two ways of reading (measured: 5e-7)
+    assert information == pytest.approx(expected, abs=tolerance)
+    if title:  # the block is read: the information differs from that read after an empty block
+        assert np.abs(information - poet.ranker.first_line_information(tokens)).max() > tolerance
 
 
 def test_scoring_a_span_is_the_mean_over_it(poet):
@@ -153,3 +165,33 @@ def test_a_stepper_forgets_what_it_read_even_when_decoding_fails(poet):
             assert poet.stepper.reader.read.shape[0] == 2
             raise RuntimeError("stuck")
     assert poet.stepper.reader.read.shape == (0, 0) and poet.stepper.reader.blocks is None
+
+
+@pytest.fixture(scope="module")
+def scored(trained, tmp_path_factory):
+    """The tiny model with its backward model and a reader model (fitted to made-up scores of a few poems),
+    in a folder of its own."""
+    root = tmp_path_factory.mktemp("scored")
+    for name in ("wuyan", "wuyan-backward"):
+        shutil.copytree(trained[2] / "models" / name, root / name)
+    poet = Poet.load(root / "wuyan")
+    tokens = np.stack([poet.vocab.encode(poem) for poem in poet.batch(["白日依山尽"] * 40, seed=7, **QUIET)])
+    features = poem_features(poet.stepper, tokens, poet.line_length)
+    Reader.fit(features, np.random.default_rng(0).normal(size=len(features)), ridge=1.0).save(root / "wuyan" / READER)
+    return root / "wuyan"
+
+
+SCORED = dict(rerank=8, backward=4.0, reader=10.0, seed=3, **QUIET)
+
+
+def test_the_api_and_the_cli_rerank_by_backward_and_reader(scored, capsys):
+    poet = Poet.load(scored)
+    expected = poet.poems("白日依山尽", num=2, **SCORED)
+    assert expected != poet.poems("白日依山尽", num=2, **{**SCORED, "backward": 0.0, "reader": 0.0})  # they count
+    with TestClient(serve.create_app(serve.load_models([scored]))) as client:
+        response = client.post("/api/poems", json={"first_line": "白日依山尽", "num": 2, **SCORED})
+    assert response.status_code == 200, response.text
+    assert [poem["text"] for poem in response.json()["poems"]] == expected
+    options = [f"--{name.replace('_', '-')}={value}" for name, value in SCORED.items() if name != "no_copy"]
+    assert main(["generate", "白日依山尽", "--model", str(scored), "--num", "2", "--allow-copy", *options]) == 0
+    assert capsys.readouterr().out.split() == expected

@@ -11,7 +11,7 @@ import pytest
 
 from jueju.cli import main
 from jueju.config import load_config
-from jueju.measure import bench
+from jueju.measure import bench, bench_training
 
 from conftest import SHARED_DATA, TINY_CORPUS
 
@@ -54,6 +54,9 @@ def test_quick_benchmark_reports_every_figure(tmp_path):
         "one poem",
         "64 poems",
         "1024 poems",
+        "committed model, one poem",
+        "committed model, 16 first lines, one batch",
+        "committed model, peak memory",
         "word2vec",
     )
     for row in rows:
@@ -62,7 +65,8 @@ def test_quick_benchmark_reports_every_figure(tmp_path):
 
     results = json.loads(out.read_text("utf-8"))
     assert results["quick"] is True
-    assert {"date", "machine", "model", "prepare", "training", "generation", "word2vec", "targets"} <= set(results)
+    expected = {"date", "machine", "model", "prepare", "training", "generation", "committed", "word2vec", "targets"}
+    assert expected <= set(results)
     assert {"backend", "devices", "cpu", "cores"} <= set(results["machine"])
     assert results["model"]["dropout"] == 0.6 and results["model"]["vocab_size"] <= 6000
 
@@ -87,6 +91,12 @@ def test_quick_benchmark_reports_every_figure(tmp_path):
     assert set(generation["ratios"]) == {"one_poem", "batch_64", "batch_1024"}
     assert all(positive(value) for value in generation["ratios"].values())
 
+    committed = results["committed"]  # the committed model as users get it, at its defaults and at rerank=1
+    assert committed["defaults"]["rerank"] > 1 and committed["batch"] == 16
+    for name in ("defaults", "rerank_1"):
+        assert positive(committed["one_poem_s"][name]) and positive(committed["batch_poems_per_s"][name])
+    assert positive(committed["peak_rss_mb"]) and all(positive(value) for value in committed["ratios"].values())
+
     assert positive(results["word2vec"]["seconds"]) and results["word2vec"]["poems"] > 0
     assert set(results["targets"]) == set(bench.TARGETS)
     for target in results["targets"].values():
@@ -101,6 +111,7 @@ def test_the_targets_are_judged_from_the_figures():
             "ours": {"batch_64_poems_per_s": 300.0, "batch_1024_poems_per_s": 300.0},  # not faster per poem
         },
         "prepare": {"seconds": 61.0, "peak_rss_mb": 900.0},
+        "committed": {"ratios": {"one_poem": 2.9, "batch": 1 / 26}, "peak_rss_mb": 3600.0},
     }
     targets = bench.check_targets(results)
     assert {name: target["met"] for name, target in targets.items()} == {
@@ -111,7 +122,12 @@ def test_the_targets_are_judged_from_the_figures():
         "batch_1024_over_64": False,
         "prepare_seconds": False,
         "prepare_peak_mb": True,
+        "defaults_one_poem": True,  # at most 3x
+        "defaults_batch": False,  # at least 1/25
+        "defaults_peak_mb": False,  # at most 3.5 GB
     }
+    del results["committed"]  # a machine without the committed model: not judged
+    assert {bench.check_targets(results)[name]["met"] for name in bench.AT_MOST[2:] + ("defaults_batch",)} == {None}
     results["generation"]["ours"]["batch_1024_poems_per_s"] = 301.0
     assert bench.check_targets(results)["batch_1024_over_64"]["met"] is True
 
@@ -145,6 +161,14 @@ def test_the_table_shows_figures_ratios_and_targets():
             "original_loop": {"one_poem_s": 1.0, "poems_per_s": 1.0},
             "ratios": {"one_poem": 50.0, "batch_64": 300.0, "batch_1024": 900.0},
         },
+        "committed": {
+            "defaults": {"rerank": 16, "backward": 2.0, "reader": 0.0, "critic": 4.0},
+            "one_poem_s": {"defaults": 0.12, "rerank_1": 0.04},
+            "batch": 1024,
+            "batch_poems_per_s": {"defaults": 30.0, "rerank_1": 800.0},
+            "peak_rss_mb": 2100.0,
+            "ratios": {"one_poem": 3.0, "batch": 30.0 / 800.0},
+        },
         "word2vec": {"seconds": 12.5, "poems": 45_000, "epochs": 10},
     }
     results["targets"] = bench.check_targets(results)
@@ -154,13 +178,17 @@ def test_the_table_shows_figures_ratios_and_targets():
     assert "60,000 (batch 512 poems, LSTM 384 + 384)" in table and "120.0×" in table
     assert "above 64's: met" in table and "≥ 30×: met" in table
     assert "12.5 s" in table and "45,000 poems, 10 epochs" in table
+    assert "rerank=1 → defaults (rerank 16, backward 2, critic 4)" in table  # the defaults that are on
+    assert "40 → 120 ms" in table and "3.0×" in table and "≤ 3×: met" in table
+    assert "800.0 → 30.0" in table and "1/27" in table and "≥ 1/25: not met" in table
+    assert "2,100 MB" in table and "≤ 3.5 GB: met" in table
     assert "--quick" not in table
 
 
 def test_the_original_input_pipeline_builds_one_hot_floats_on_the_host():
     x = np.array([[0, 1, 2], [3, 4, 5], [1, 1, 1], [2, 2, 2]], dtype=np.int32)
     y = np.array([3, 4, 5, 0], dtype=np.int32)
-    features, labels = next(bench.one_hot_batches(x, y, vocab_size=8, batch_size=2))
+    features, labels = next(bench_training.one_hot_batches(x, y, vocab_size=8, batch_size=2))
     assert features.shape == (2, 3, 8) and features.dtype == np.float32
     assert labels.shape == (2, 8) and labels.dtype == np.float32
     assert (features.argmax(-1) == x[:2]).all() and (features.sum(-1) == 1).all()
@@ -177,7 +205,7 @@ def test_quick_reads_two_collection_files_and_full_the_collections(tmp_path):
 
 
 def test_prepare_runs_in_a_child_without_the_deep_learning_framework(tmp_path, tiny_config):
-    result = bench.measure_prepare([TINY_CORPUS / "poet.tang.0.json"], tmp_path, tiny_config)
+    result = bench_training.measure_prepare([TINY_CORPUS / "poet.tang.0.json"], tmp_path, tiny_config)
     assert result["quatrains"] > 0 and result["train_windows"] > 0 and result["vocab_size"] > 2
     assert (tmp_path / "train.npz").is_file() and (tmp_path / "vocab.json").is_file()
     assert 0 < result["peak_rss_mb"] < 400  # Python, NumPy and OpenCC: no TensorFlow in the child

@@ -1,10 +1,15 @@
-"""The trained models committed under models/ (五言 wuyan, 七言 qiyan) work right after set-up, with no training."""
+"""The trained models committed under models/ (五言 wuyan, 七言 qiyan) work right after set-up, with no training,
+and measure as their evaluation.json says: perplexity and title fidelity are measured again here on a sample
+of the test split, which `jueju prepare` cuts from ../shared/data (skipped where it is absent)."""
 
+import dataclasses
 import re
 
 import pytest
 
 from jueju.config import FORMS, PROJECT_ROOT
+
+from conftest import SHARED_DATA
 
 MODEL = PROJECT_ROOT / "models" / "wuyan"
 FIVE = re.compile(r"^([\u4e00-\u9fff]{5}[，。]){4}$")
@@ -167,19 +172,110 @@ def test_the_committed_evaluation_meets_the_readme(length):
 
 @pytest.mark.parametrize("length", FORMS)
 def test_the_committed_models_write_toward_a_title(length):
-    """The conditioned models (docs/results.md, Titles and keywords): conditioning lowers perplexity,
-    a poem's own title ranks first far above chance, and unconditioned use is no worse than before."""
+    """The conditioned models (docs/results.md, Titles and keywords): by their evaluation, a title or keywords
+    lower perplexity and a poem's own title ranks first above chance (measured again below)."""
     import json
 
     from jueju import generate_poetry
 
-    before = {5: 221.8, 7: 163.3}[length]  # each form's unconditioned model's perplexity
     measured = json.loads((form_model(length) / "evaluation.json").read_text("utf-8"))["conditioning"]
     perplexity, fidelity = measured["perplexity"], measured["title_fidelity"]
     assert perplexity["title"] < perplexity["none"] and perplexity["keywords"] < perplexity["none"], perplexity
-    assert perplexity["none"] <= before * 1.01
-    assert fidelity["titles"] == 100 and fidelity["top1"] >= 2 * fidelity["chance"], fidelity
+    assert fidelity["titles"] == 100 and fidelity["top1"] > fidelity["chance"], fidelity
     assert form_pattern(length).match(generate_poetry(title="送友人", line_length=length, seed=1, rerank=4))
+
+
+SAMPLE = 100  # test poems whose perplexity is measured again
+SAMPLE_TITLES = 10  # test titles whose fidelity is measured again
+
+
+@pytest.fixture(scope="module")
+def test_split(tmp_path_factory):
+    """test_split(length): the test poems of a form and their titles, as `jueju prepare` cuts them from
+    ../shared/data with the committed model's settings (into a temporary folder, once per form)."""
+    if not (SHARED_DATA / "chinese-poetry").is_dir():
+        pytest.skip(f"real corpus not found at {SHARED_DATA} (it sits beside the checkout in CI)")
+    from jueju.config import load_config_json
+    from jueju.data import pipeline
+    from jueju.data.corpus import TITLES, read_titles
+    from jueju.data.dataset import read_poems
+
+    root, splits = tmp_path_factory.mktemp("prepared"), {}
+
+    def split(length: int) -> tuple[list[str], list[str]]:
+        if length not in splits:
+            config = load_config_json(form_model(length) / "config.json")
+            paths = dataclasses.replace(config.paths, data_dir=str(root / "data"), raw_dir=str(root / "raw"))
+            crawl = dataclasses.replace(config.crawl, source=str(SHARED_DATA / "chinese-poetry"))
+            config = dataclasses.replace(config, paths=paths, crawl=crawl)
+            # the stages that cut the test split; its titles are the corpus's (as condition_stage reads them,
+            # without the training poems' blocks, which take longer than the rest)
+            pipeline.corpus_stage(config)
+            pipeline.dataset_stage(config)
+            poems, known = read_poems(config.data_dir / "test.txt"), read_titles(config.data_dir / TITLES)
+            splits[length] = poems, [known.get(poem, "") for poem in poems]
+        return splits[length]
+
+    return split
+
+
+def evaluation(length: int) -> dict:
+    import json
+
+    return json.loads((form_model(length) / "evaluation.json").read_text("utf-8"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("length", FORMS)
+def test_the_committed_perplexity_is_measured_again_on_a_sample(length, test_split):
+    """Perplexity per character of lines 2-4 given line 1 of the first SAMPLE titled test poems, read after an
+    empty block and after each poem's title, against evaluation.json's over the whole test split. Over
+    random samples of 100 test poems the perplexity's standard deviation is 7.4 % (五言) and 6.5 % (七言) of
+    the whole split's, so a sample must come within 25 %; the title's effect (a ratio of two perplexities of
+    the same poems) varies far less, 0.005 and 0.003, so within 0.015; and the title must lower it."""
+    import numpy as np
+
+    from jueju.measure.perplexity import lstm_log_probs, perplexity_of
+    from jueju.write.poet import get_poet
+
+    poet = get_poet(form_model(length))
+    poems, titles = test_split(length)
+    titled = [(poem, title) for poem, title in zip(poems, titles) if title][:SAMPLE]
+    sample = [poem for poem, _ in titled]
+
+    def perplexity(blocks):
+        return perplexity_of(lstm_log_probs(poet.model, poet.vocab, sample, None, True, blocks=blocks))
+
+    none = perplexity(poet.blocks(len(sample)))
+    title = perplexity(np.concatenate([poet.blocks(1, title) for _, title in titled]))
+    recorded = evaluation(length)["conditioning"]["perplexity"]
+    assert len(sample) == SAMPLE
+    assert abs(none / recorded["none"] - 1) < 0.25, (none, recorded)
+    assert title < none and abs(title / none - recorded["title"] / recorded["none"]) < 0.015, (title, none, recorded)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("length", FORMS)
+def test_the_committed_title_fidelity_is_measured_again_on_ten_titles(length, test_split):
+    """Title fidelity (jueju.measure.conditions.title_fidelity: a poem written for each title at the model's
+    defaults, ranked under its own title among 10) of the first SAMPLE_TITLES test titles, against
+    evaluation.json's of 100 with the same seed. Of 10 titles, the share ranked first has a standard
+    deviation of 0.15 (a binomial at evaluation.json's 0.26-0.35): it must come within 0.4; the mean rank,
+    a mean of 10 ranks from 1 to 10, one of at most 0.9: within 2. A model that ignored titles, in writing
+    or in scoring, would rank its poems 5.5 on average (chance)."""
+    from jueju.measure.conditions import title_fidelity
+    from jueju.write.poet import get_poet
+
+    poet = get_poet(form_model(length))
+    _, titles = test_split(length)
+    recorded = evaluation(length)
+    chosen = list(dict.fromkeys(title for title in titles if title))[:SAMPLE_TITLES]
+    measured = title_fidelity(poet, chosen, recorded["seed"])
+    expected = recorded["conditioning"]["title_fidelity"]
+    assert measured["titles"] == SAMPLE_TITLES and measured["rivals"] == expected["rivals"]
+    assert all(form_pattern(length).match(sample["poem"]) for sample in measured["samples"]), measured["samples"]
+    assert abs(measured["top1"] - expected["top1"]) < 0.4, (measured, expected)
+    assert abs(measured["mean_rank"] - expected["mean_rank"]) < 2, (measured, expected)
 
 
 @pytest.mark.parametrize("length", FORMS)
@@ -202,30 +298,70 @@ def test_the_committed_backward_models_judge_first_lines_better_than_chance(leng
     assert form_pattern(length).match(poet.poem(first, seed=1))
 
 
-def test_the_committed_reader_model_orders_rated_poems_as_readers_did():
-    """models/wuyan/reader.npz (docs/results.md, A reader model): fitted to readers' scores of 960
-    of our poems (docs/ratings/), it agrees with them better than the forward model alone, and the
-    committed 五言 defaults rerank by it; 七言 has no ratings, so no reader model."""
+@pytest.fixture(scope="module")
+def ratings(poet):
+    """The readers' scores the committed reader model was fitted to (docs/ratings/), with what the 五言
+    model reads of each poem (the reader model's features): (features, coherence, fluency, inputs)."""
     import csv
 
     import numpy as np
 
     from jueju.rank.reader import poem_features
-    from jueju.write.poet import Poet
 
-    poet = Poet.load(MODEL)
-    assert poet.ranker.reader is not None and poet.settings({})["reader"] > 0
     with open(PROJECT_ROOT / "docs" / "ratings" / "wuyan-2026-12-04.tsv", encoding="utf-8", newline="") as file:
         rows = list(csv.DictReader(file, delimiter="\t"))
     tokens = np.stack([poet.vocab.encode(row["poem"]) for row in rows])
     features = poem_features(poet.stepper, tokens, poet.line_length)
-    coherence = np.array([float(row["C"]) for row in rows])
+    coherence, fluency, inputs = (np.array([float(row[key]) for row in rows]) for key in ("C", "F", "input"))
+    return features, coherence, fluency, inputs
 
-    def agreement(score):
-        return np.corrcoef(np.argsort(np.argsort(score)), np.argsort(np.argsort(coherence)))[0, 1]
 
-    assert agreement(poet.ranker.reader.predict(features)) > agreement(features[:, -1]) + 0.1  # in-sample
-    assert FIVE.match(poet.poem("白日依山尽", seed=1))
-    qiyan = PROJECT_ROOT / "models" / "qiyan"
-    if (qiyan / "model.keras").is_file():
-        assert Poet.load(qiyan).settings({})["reader"] == 0.0
+def agreement(score, coherence) -> float:
+    """Spearman's correlation of a score with the readers' coherence."""
+    import numpy as np
+
+    return np.corrcoef(np.argsort(np.argsort(score)), np.argsort(np.argsort(coherence)))[0, 1]
+
+
+def test_the_committed_reader_model_is_its_fit_to_the_committed_ratings(poet, ratings):
+    """models/wuyan/reader.npz (docs/results.md, A reader model) is what studies/fit_reader.py fits to the
+    1,920 readers' scores of docs/ratings/: refitted here, it comes out the same but for the float32
+    rounding of the features, which differs between machines (measured: 1e-7)."""
+    import numpy as np
+
+    from jueju.rank.reader import READ_FLUENCY, READER, RIDGE, Reader
+
+    features, coherence, fluency, _ = ratings
+    assert len(features) == 1920
+    refitted = Reader.fit(features, coherence + READ_FLUENCY * fluency, RIDGE)
+    committed = Reader.load(MODEL / READER)
+    for name in ("mean", "scale", "weights"):
+        np.testing.assert_allclose(getattr(refitted, name), getattr(committed, name), rtol=0, atol=1e-6, err_msg=name)
+    assert refitted.bias == pytest.approx(committed.bias, abs=1e-12)
+    np.testing.assert_allclose(refitted.predict(features), committed.predict(features), rtol=0, atol=1e-5)
+    assert poet.ranker.reader is not None and FIVE.match(poet.poem("白日依山尽", seed=1, rerank=4, reader=8.0))
+
+
+def test_the_reader_models_recipe_orders_poems_it_was_not_fitted_to_better_than_the_forward_model(ratings):
+    """Fitted on three of four folds of inputs (each input's poems in one fold, as studies/fit_reader.py
+    cross-validates), the reader model predicts the fourth's readers better than the forward model's
+    log-probability does: Spearman 0.39 against 0.27 held out (0.70 on the poems it was fitted to)."""
+    import numpy as np
+
+    from jueju.rank.reader import READ_FLUENCY, RIDGE, Reader
+
+    features, coherence, fluency, inputs = ratings
+    targets, folds = coherence + READ_FLUENCY * fluency, 4
+    fold = np.unique(inputs, return_inverse=True)[1].reshape(-1) % folds
+    held_out = np.zeros(len(features))
+    for k in range(folds):
+        held_out[fold == k] = Reader.fit(features[fold != k], targets[fold != k], RIDGE).predict(features[fold == k])
+    forward = features[:, -1]  # the forward model's mean log-probability of lines 2-4
+    assert agreement(held_out, coherence) > agreement(forward, coherence) + 0.05
+
+
+def test_the_qiyan_model_has_no_reader_model():
+    """七言 has too few ratings for a reader model (docs/results.md): its defaults leave the option off."""
+    from jueju.write.poet import get_poet
+
+    assert get_poet(form_model(7)).settings({})["reader"] == 0.0

@@ -5,7 +5,9 @@ kind of given characters. The random samplers draw other random numbers than the
 uniform a row and position, inverse CDF, instead of Gumbel noise), so a seed gives other poems
 on the device than on the host: for them the tests check that every constraint holds for both,
 that a seed repeats, and that each strategy draws from the same distribution as its host sampler.
-Speed is measured by the benchmark (jueju bench), not here.
+Every comparison also checks that the device loop wrote its poems (`DeviceLoop.wrote_last_batch`):
+were it to decline them, the host loop would be compared with itself. Speed is measured by the
+benchmark (jueju bench), not here.
 """
 
 import re
@@ -71,6 +73,14 @@ def poet(corpus):
     return Poet(model, vocab, config, train_lines)
 
 
+def on_device(poet, call):
+    """What `call()` writes, which must come from the device loop: a fallback to the host loop fails."""
+    poet.device_loop.wrote_last_batch = False
+    written = call()
+    assert poet.device_loop.wrote_last_batch, "the device loop declined this batch: the host loop wrote it"
+    return written
+
+
 def on_host(poet, call):
     """What `call()` writes through the host loop."""
     loop, poet.device_loop = poet.device_loop, None
@@ -101,18 +111,29 @@ def check(poems, templates, options, training_lines):
 
 def test_a_sequence_model_decodes_on_the_device_and_a_window_model_on_the_host(poet, corpus):
     assert isinstance(poet.device_loop, DeviceLoop)
-    assert untrained_poet(corpus).device_loop is None
+    assert FIVE.match(on_device(poet, lambda: poet.poem("床前明月光", seed=1)))
+    window = untrained_poet(corpus)
+    assert window.device_loop is None and FIVE.match(window.poem("床前明月光", seed=1))
 
 
 @pytest.mark.parametrize("constraints", list(CONSTRAINTS))
 @pytest.mark.parametrize("sampler", EXACT)
 def test_greedy_and_beam_write_the_host_loops_poems(poet, sampler, constraints):
     options = dict(sampler=sampler, seed=1, **CONSTRAINTS[constraints])
-    device = poet.batch(templates=TEMPLATES, **options)
+    device = on_device(poet, lambda: poet.batch(templates=TEMPLATES, **options))
     assert device == on_host(poet, lambda: poet.batch(templates=TEMPLATES, **options))
     first_lines = ["床前明月光", "前不见古人"]
-    written = poet.batch(first_lines, **options)
+    written = on_device(poet, lambda: poet.batch(first_lines, **options))
     assert written == on_host(poet, lambda: poet.batch(first_lines, **options))
+
+
+@pytest.mark.parametrize("constraints", ["rhyme", "all"])
+@pytest.mark.parametrize("first_line", [None, "床前明月光"])
+def test_keyword_poems_are_written_on_the_device_as_on_the_host(poet, first_line, constraints):
+    options = dict(sampler="greedy", seed=1, keywords=["秋", "故乡"], num=2, **CONSTRAINTS[constraints])
+    device = on_device(poet, lambda: poet.poems(first_line, **options))
+    assert device == on_host(poet, lambda: poet.poems(first_line, **options))
+    assert all(any(word in line for line in split_lines(poem)) for poem in device for word in ("秋", "故乡"))
 
 
 @pytest.mark.parametrize("constraints", list(CONSTRAINTS))
@@ -121,7 +142,7 @@ def test_random_samplers_keep_every_constraint_as_the_host_loop_does(poet, corpu
     options = dict(sampler=sampler, seed=2, temperature=1.5, top_p=0.95, **CONSTRAINTS[constraints])
     templates = TEMPLATES * 3
     training = {line for poem in corpus for line in split_lines(poem)}
-    device = poet.batch(templates=templates, **options)
+    device = on_device(poet, lambda: poet.batch(templates=templates, **options))
     check(device, templates, options, training)
     check(on_host(poet, lambda: poet.batch(templates=templates, **options)), templates, options, training)
     assert len(set(device)) > 1  # drawn, not all the most probable
@@ -130,7 +151,7 @@ def test_random_samplers_keep_every_constraint_as_the_host_loop_does(poet, corpu
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_the_same_seed_writes_the_same_poems_on_the_device(poet, sampler):
     options = dict(sampler=sampler, rhyme="pingshui", no_copy=True)
-    first = poet.poems("白日依山尽", num=4, seed=5, **options)
+    first = on_device(poet, lambda: poet.poems("白日依山尽", num=4, seed=5, **options))
     assert poet.poems("白日依山尽", num=4, seed=5, **options) == first
     if sampler not in EXACT:  # another seed, other draws
         assert poet.poems("白日依山尽", num=4, seed=6, **options) != first
@@ -179,7 +200,7 @@ def test_no_copy_forbids_the_lines_the_model_would_write(poet):
     written = {line for poem in free for line in split_lines(poem)[1:]}
     kept, poet.train_lines = poet.train_lines, LineIndex.from_lines(written, poet.vocab)
     try:
-        guarded = poet.batch(first_lines, no_copy=True, **options)
+        guarded = on_device(poet, lambda: poet.batch(first_lines, no_copy=True, **options))
         assert guarded == on_host(poet, lambda: poet.batch(first_lines, no_copy=True, **options))
     finally:
         poet.train_lines = kept
@@ -202,7 +223,7 @@ def test_both_loops_read_the_start_sequence_the_reader_gives(poet, monkeypatch):
     plain = poet.poems(acrostic="春夏秋冬", num=2, **options)
     reader = poet.stepper.reader
     monkeypatch.setattr(reader, "start_ids", lambda rows: np.full((rows, 3), PAD_ID, dtype=np.int32))
-    longer = poet.poems(acrostic="春夏秋冬", num=2, **options)
+    longer = on_device(poet, lambda: poet.poems(acrostic="春夏秋冬", num=2, **options))
     assert longer == on_host(poet, lambda: poet.poems(acrostic="春夏秋冬", num=2, **options))
     assert longer != plain
 
@@ -217,9 +238,12 @@ class Recording(Sampler):
         return super().run(*args)
 
 
-def test_what_the_device_loop_does_not_know_goes_to_the_host_loop(poet):
+def test_what_the_device_loop_does_not_know_goes_to_the_host_loop_and_says_so(poet):
+    on_device(poet, lambda: poet.batch(["床前明月光"], seed=3))
     poems = poet.batch(["床前明月光"], sampler=Recording(), seed=3)
     assert Recording.runs == 1 and FIVE.match(poems[0])
+    assert not poet.device_loop.wrote_last_batch  # the fallback is visible to the caller
+    on_device(poet, lambda: poet.batch(["床前明月光"], seed=3))  # and the next batch is the device's again
     assert not poet.device_loop.supports(Recording(), [Characters(poet.han)], 5)
     constraints = decoding_constraints(
         poet.settings({"no_copy": True}),
@@ -232,3 +256,45 @@ def test_what_the_device_loop_does_not_know_goes_to_the_host_loop(poet):
     )
     assert poet.device_loop.supports(Greedy(), constraints, 5)
     assert not poet.device_loop.supports(Greedy(), constraints[::-1], 5)  # another order: another meaning
+
+
+def recorded_and_read(poet, sampler, blocks=None, **givens):
+    """The poems the device loop wrote, what it recorded of them and what the stepper reads of them afresh."""
+    settings = poet.settings({"sampler": sampler, "rhyme": "pingshui", "no_copy": True})
+    given = poet.preprocessor.givens(givens.get("first_lines"), givens.get("acrostics"), givens.get("templates"))
+    tokens, forced = poet.preprocessor.prompt(given)
+    start = poet.line_length if "first_lines" in givens else 0
+    rng = np.random.default_rng(0)
+    constraints = decoding_constraints(settings, given, rng, poet.vocab, poet.layout, poet.han, poet.train_lines)
+    with poet.stepper.reading(blocks):
+        written, reading = poet.device_loop.run(make_sampler(sampler), tokens, start, forced, constraints, rng, True)
+        return written, reading, poet.stepper.read(written, 0)
+
+
+@pytest.mark.parametrize("sampler", ["greedy", "beam", "top_k"])
+@pytest.mark.parametrize(
+    "givens",
+    [
+        {"first_lines": ["床前明月光", "前不见古人", "白日依山尽"]},
+        {"templates": TEMPLATES},
+        {"acrostics": ["春夏秋冬"]},
+    ],
+)
+def test_what_the_loop_records_is_what_the_model_reads_of_the_poems_it_wrote(poet, sampler, givens):
+    """Reranking scores the candidates from what decoding read of them: it must be the reading itself, at
+    every position (given characters, punctuation and written ones)."""
+    _, recorded, read = recorded_and_read(poet, sampler, **givens)
+    assert recorded.start == 0 and not np.isnan(recorded.log_probs).any()
+    assert recorded.log_probs == pytest.approx(read.log_probs, abs=1e-5)
+    assert recorded.features == pytest.approx(read.features, abs=1e-5)
+
+
+def test_the_loop_records_what_a_conditioned_model_reads_after_each_block(corpus):
+    poet = untrained_poet(corpus, conditioned=True)
+    blocks = np.concatenate([poet.blocks(2, "送友人"), poet.blocks(1)])  # two titled poems and one without
+    written, recorded, read = recorded_and_read(poet, "top_k", blocks, first_lines=["床前明月光"] * 3)
+    assert recorded.log_probs == pytest.approx(read.log_probs, abs=1e-5)
+    assert recorded.features == pytest.approx(read.features, abs=1e-5)
+    with poet.stepper.reading(None):  # read after empty blocks, the titled poems read otherwise
+        plain = poet.stepper.read(written, 0).features
+    assert np.abs(plain - read.features)[:2].max() > 1e-4 and plain[2] == pytest.approx(read.features[2], abs=1e-5)

@@ -109,13 +109,17 @@ def test_batch_must_split_evenly_and_the_last_batch_is_trimmed():
 
 
 def test_several_steps_per_call_only_where_keras_would_wait_for_each_loss():
-    tf = Plan("none", "tensorflow", 1, ["cpu:0"])
+    tf = Plan("none", "tensorflow", 1, ["gpu:0"])
     assert tf.steps_per_execution(0) == distribute.TF_STEPS_PER_EXECUTION
     assert tf.steps_per_execution(100) == 4  # divides steps_per_epoch, so epochs keep their length
     assert tf.steps_per_execution(7) == 1
     assert Plan("multi_worker", "tensorflow", 2, []).steps_per_execution(0) == 1
     assert Plan("none", "jax", 1, []).steps_per_execution(0) == 1
     assert Plan("none", "torch", 1, []).steps_per_execution(0) == 1
+    # on CPUs a step takes seconds, and Ctrl-C or SIGTERM waits for the whole call in flight
+    assert Plan("none", "tensorflow", 1, ["cpu:0"]).steps_per_execution(0) == 1
+    cpus = [f"/job:localhost/replica:0/task:0/device:CPU:{i}" for i in range(2)]  # as MirroredStrategy names them
+    assert Plan("mirrored", "tensorflow", 2, cpus).steps_per_execution(0) == 1
 
 
 def test_no_training_callback_waits_on_the_device_every_batch(tiny_config):

@@ -308,3 +308,97 @@ def test_sample_keywords_are_the_rules_words_of_two_lines():
         assert 1 <= len(words) <= 2 and all(word in {rule.word(line) for line in lines} for word in words)
     assert len({tuple(words) for words in drawn}) > 1  # drawn, not fixed
     assert sample_keywords([poem], KeywordRule([]), seed=2) == [["床前"]]  # no word known: the opening pair
+
+
+# -- what the conditions keep: titles ---------------------------------------------------------------
+
+TITLES = ["春晓", "秋夜", "送别", "登楼"]
+# how poem i (written for TITLES[i]) scores read after the block of TITLES[j]
+SCORES = [
+    [-1.0, -2.0, -2.0, -3.0],  # its own title first
+    [-2.0, -1.0, -1.0, -3.0],  # its own title tied with one rival
+    [-1.0, -1.5, -2.0, -3.0],  # two rivals above its own title
+    [-1.0, -1.0, -1.0, -2.0],  # every rival above
+]
+
+
+class TitledPoet:
+    """A stand-in for a conditioned Poet: it writes poem "i" for the block of TITLES[i], and scores poem i read
+    after the block of TITLES[j] as scores[i][j]."""
+
+    def __init__(self, scores):
+        from types import SimpleNamespace
+
+        from jueju.data.condition import TOKENS, block_ids
+
+        self.vocab = Vocab.build(POEMS + TITLES, 200, TOKENS)
+        self.scores, self.batches = np.array(scores), []
+        self.preprocessor = SimpleNamespace(template=lambda given: "＿")
+        self.title_of = {block_ids(self.vocab, title).tobytes(): i for i, title in enumerate(TITLES)}
+
+    def batch(self, templates, blocks, seed):
+        self.batches.append((templates, blocks, seed))
+        return [str(self.title_of[block.tobytes()]) for block in blocks]
+
+    def score(self, poems, blocks):
+        return np.array([self.scores[int(poem), self.title_of[block.tobytes()]] for poem, block in zip(poems, blocks)])
+
+
+def test_title_fidelity_ranks_each_poem_under_its_own_title_among_the_others():
+    from jueju.data.condition import block_ids
+    from jueju.measure.conditions import title_fidelity
+
+    poet = TitledPoet(SCORES)
+    measured = title_fidelity(poet, TITLES, seed=3)
+    [(templates, blocks, seed)] = poet.batches  # every poem written in one batch, each toward its own title
+    assert seed == 3 and np.array_equal(blocks, np.stack([block_ids(poet.vocab, title) for title in TITLES]))
+    assert measured["titles"] == 4 and measured["rivals"] == 4 and measured["chance"] == 0.25
+    # ranks 1, 1.5 (the tie shared), 3 and 4; first: 1, 1/2 (a coin toss with the tied rival), 0 and 0
+    assert measured["mean_rank"] == pytest.approx(1 + (0 + 0.5 + 2 + 3) / 4)
+    assert measured["top1"] == pytest.approx((1 + 0.5) / 4)
+    assert [sample["title"] for sample in measured["samples"]] == TITLES
+
+
+def test_title_fidelity_of_a_model_blind_to_titles_is_chance():
+    from jueju.measure.conditions import title_fidelity
+
+    measured = title_fidelity(TitledPoet(np.zeros((4, 4))), TITLES, seed=0)  # every title reads the same
+    assert measured["top1"] == pytest.approx(measured["chance"]) and measured["mean_rank"] == pytest.approx(2.5)
+
+
+def test_condition_metrics_read_the_titled_poems_after_each_block_they_name(monkeypatch):
+    from types import SimpleNamespace
+
+    from jueju.data.condition import KeywordRule, block_ids
+    from jueju.measure import conditions
+
+    vocab = TitledPoet(SCORES).vocab
+    read, fidelity = [], []
+
+    def log_probs(model, vocab, poems, window, pad_start, blocks):  # one log-probability a poem, from its block
+        read.append((list(poems), blocks))
+        return -np.count_nonzero(blocks, axis=1) / 10
+
+    monkeypatch.setattr(conditions, "lstm_log_probs", log_probs)
+    monkeypatch.setattr(conditions, "title_fidelity", lambda poet, titles, seed: fidelity.append((titles, seed)))
+    titles = ["春晓", "", "秋夜", "春晓"]  # the second poem has no title: it is left out
+    train = POEMS * 30  # every pair common enough to be a keyword
+    measured = conditions.condition_metrics(SimpleNamespace(model=None, vocab=vocab), POEMS[:4], titles, train, 5)
+    titled = [POEMS[0], POEMS[2], POEMS[3]]
+    words = conditions.sample_keywords(titled, KeywordRule(train), 5)
+    assert any(len(w) > 1 for w in words)
+    expected = {
+        "none": [("", ())] * 3,
+        "title": [("春晓", ()), ("秋夜", ()), ("春晓", ())],
+        "keywords": [("", w) for w in words],
+        "title_and_keywords": [(t, w) for t, w in zip(["春晓", "秋夜", "春晓"], words)],
+    }
+    assert measured["poems"] == 3 and list(measured["perplexity"]) == list(expected)
+    for (poems, blocks), (name, given) in zip(read, expected.items()):
+        assert poems == titled, name
+        assert np.array_equal(blocks, np.stack([block_ids(vocab, t, w) for t, w in given])), name
+        assert measured["perplexity"][name] == pytest.approx(math.exp(np.count_nonzero(blocks) / 10 / 3)), name
+    assert fidelity == [(["春晓", "秋夜"], 5)]  # each title once
+    assert conditions.condition_metrics(SimpleNamespace(model=None, vocab=vocab), POEMS[:2], ["", ""], POEMS, 5) == {
+        "poems": 0
+    }

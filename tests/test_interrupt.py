@@ -6,13 +6,17 @@ epoch last long enough to be interrupted in the middle. The data set is prepared
 every run has its own model and log folders. An uninterrupted run with the same seed
 gives the reference validation loss. Ctrl-C and SIGTERM are real signals: sent from outside
 once the child's progress bar (its stdout is a pseudo-terminal) shows epoch 2's steps, and
-in process by a callback at a known step, through the handlers in force during fit.
+in process by a callback at a known step, through the handlers in force during fit. One run
+has the committed 五言 model's size (a step takes seconds), to time how soon SIGTERM ends it.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import json
 import logging
+import math
 import os
 import pty
 import random
@@ -33,8 +37,17 @@ from jueju.cli import main
 from jueju.config import load_config
 from jueju.data import pipeline
 from jueju.data.dataset import Vocab
+from jueju.model import distribute
 from jueju.model.network import load_model
-from jueju.train.loop import TrainState, _starting_point, train
+from jueju.train.loop import (
+    SignalStop,
+    TrainState,
+    _starting_point,
+    tf_pipelines,
+    train,
+    training_data,
+    training_samples,
+)
 
 from conftest import tiny_overrides
 
@@ -42,9 +55,10 @@ EPOCHS = 3
 STEPS = 80  # train.steps_per_epoch
 # How close a killed-and-resumed run's final validation loss must come to the straight run's (nats).
 # Not zero: a resumed run draws other dropout masks (the seed is set again at start), so it is not the
-# straight run step for step (measured, TensorFlow on CPU: 3.5433 vs 3.5331, 0.010 apart). Small
+# straight run step for step (measured, TensorFlow on CPU: 3.5433 vs 3.5331, 0.010 apart; 2026-12-06,
+# one step per call and tf.data pipelines of our own: 3.5099 vs 3.5337). Small
 # enough that a resume that lost an epoch fails: on this corpus the epochs end at val_loss 3.7216,
-# 3.6994, 3.5331 (the last epoch gains 0.17), and a resume that threw away epoch 1's weights ended
+# 3.6994, 3.5331 (the last epoch gains 0.17; 2026-12-06: 0.18), and a resume that threw away epoch 1's weights ended
 # at 3.6736, 0.14 off (the old tolerance, 0.1, let through anything under that). The straight fixture
 # checks that the last epoch's gain stays above twice this, so the comparison keeps its power.
 VAL_LOSS_TOLERANCE = 0.05
@@ -104,15 +118,17 @@ def overrides(root: Path, run: str, **extra) -> list[str]:
     return tiny_overrides(root, **values)
 
 
-def cli_args(root: Path, run: str, *args: str) -> list[str]:
-    return [*(arg for item in overrides(root, run) for arg in ("--set", item)), *args]
+def cli_args(root: Path, run: str, *args: str, settings: list[str] | None = None) -> list[str]:
+    return [*(arg for item in settings or overrides(root, run) for arg in ("--set", item)), *args]
 
 
-def start(root: Path, run: str, *args: str, terminal: Terminal | None = None) -> subprocess.Popen:
+def start(
+    root: Path, run: str, *args: str, terminal: Terminal | None = None, settings: list[str] | None = None
+) -> subprocess.Popen:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONUNBUFFERED": "1"}
     stdout = subprocess.PIPE if terminal is None else terminal.slave
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jueju", *cli_args(root, run, "train", *args)],
+        [sys.executable, "-m", "jueju", *cli_args(root, run, "train", *args, settings=settings)],
         cwd=root,
         env=env,
         stdout=stdout,
@@ -133,7 +149,7 @@ class Terminal:
 
     def __init__(self):
         self.master, self.slave = pty.openpty()
-        self._chunks: list[bytes] = []
+        self._chunks: list[tuple[float, bytes]] = []  # (time.monotonic() when read, bytes)
         self._reader = threading.Thread(target=self._read, daemon=True)
 
     def started(self) -> None:
@@ -148,24 +164,45 @@ class Terminal:
                 return
             if not data:
                 return
-            self._chunks.append(data)
+            self._chunks.append((time.monotonic(), data))
 
     def text(self) -> str:
-        return b"".join(self._chunks).decode("utf-8", "replace")
+        return b"".join(data for _, data in self._chunks).decode("utf-8", "replace")
 
-    def wait_for_steps(self, proc: subprocess.Popen, epoch: int) -> int:
-        """Until the progress bar of `epoch` shows steps taken; returns how many it shows."""
-        deadline = time.monotonic() + POLL_LIMIT
+    def steps_shown(self, epoch: int, epochs: int = EPOCHS, steps: int = STEPS) -> list[tuple[float, int]]:
+        """(when it was read, step) of each progress bar update of `epoch` so far."""
+        chunks = list(self._chunks)
+        data = b"".join(chunk for _, chunk in chunks)
+        header = f"Epoch {epoch}/{epochs}".encode()
+        start = data.find(header)
+        if start < 0:
+            return []
+        ends = list(itertools.accumulate(len(chunk) for _, chunk in chunks))
+        return [
+            (chunks[bisect.bisect_left(ends, match.end())][0], int(match.group(1)))
+            for match in re.compile(rb"(\d+)/%d\b" % steps).finditer(data, start + len(header))
+        ]
+
+    def wait_for_steps(
+        self,
+        proc: subprocess.Popen,
+        epoch: int,
+        at_least: int = 1,
+        epochs: int = EPOCHS,
+        steps: int = STEPS,
+        limit: float = POLL_LIMIT,
+    ) -> int:
+        """Until the progress bar of `epoch` shows `at_least` steps taken; returns how many it shows."""
+        deadline = time.monotonic() + limit
         while time.monotonic() < deadline:
-            _, header, rest = self.text().partition(f"Epoch {epoch}/{EPOCHS}")
-            shown = [int(n) for n in re.findall(rf"(\d+)/{STEPS}\b", rest)] if header else []
-            if shown and max(shown) > 0:
+            shown = [step for _, step in self.steps_shown(epoch, epochs, steps)]
+            if shown and max(shown) >= at_least:
                 return max(shown)
             if proc.poll() is not None:
                 raise AssertionError(f"training ended early ({proc.returncode}):\n{proc.communicate()[1][-3000:]}")
             time.sleep(0.01)
         proc.kill()
-        raise AssertionError(f"no step of epoch {epoch} within {POLL_LIMIT} s:\n{self.text()[-3000:]}")
+        raise AssertionError(f"no step {at_least} of epoch {epoch} within {limit} s:\n{self.text()[-3000:]}")
 
     def close(self) -> None:
         self._reader.join(timeout=10)
@@ -322,8 +359,8 @@ def test_ctrl_c_or_kill_saves_a_checkpoint_that_resume_continues_from(root, stra
 class InterruptInEpoch2(keras.callbacks.Callback):
     """A real signal at a known step: os.kill(own pid) after epoch 2's first compiled call, weights noted.
 
-    The signal goes through whatever handler is in force (for SIGTERM, sigterm_as_interrupt's), which
-    raises KeyboardInterrupt here, in the callback, before the next step.
+    The signal goes through whatever handler is in force (during fit, SignalStop's), and training must
+    stop with KeyboardInterrupt before its next step.
     """
 
     def __init__(self, stop: signal.Signals):
@@ -337,20 +374,20 @@ class InterruptInEpoch2(keras.callbacks.Callback):
         self.end_of_epoch_1 = self.model.get_weights()
 
     def on_train_batch_end(self, batch, logs=None):
+        if self.handler is not None:
+            raise AssertionError(f"a step ran after {self.stop.name}")
         if self.epoch == 1:
             self.at_interrupt, self.steps = self.model.get_weights(), iterations(self.model)
             self.handler = signal.getsignal(self.stop)
-            os.kill(os.getpid(), self.stop)
-            time.sleep(2)  # the handler runs at once, in this thread; if it did not raise:
-            raise AssertionError(f"{self.stop.name} did not interrupt training")
+            os.kill(os.getpid(), self.stop)  # its handler runs at once, in this thread
 
 
-class SigtermEscaped(Exception):
+class SignalEscaped(Exception):
     pass
 
 
-def _sigterm_escaped(signum, frame):
-    raise SigtermEscaped("SIGTERM reached the test's own handler: sigterm_as_interrupt was not in force")
+def _escaped(number, frame):
+    raise SignalEscaped(f"{signal.Signals(number).name} reached the test's own handler: train's was not in force")
 
 
 @pytest.mark.slow
@@ -361,20 +398,167 @@ def test_an_interrupt_saves_the_steps_already_taken(root, monkeypatch, stop):
     interrupt = InterruptInEpoch2(stop)
     monkeypatch.setattr(jueju.train.loop, "extra_callbacks", lambda config, state: [interrupt])
     config = load_config(overrides=overrides(root, f"in_process_{stop.name.lower()}"))
-    outside = signal.signal(signal.SIGTERM, _sigterm_escaped)  # never pytest's death, should the handler be missing
-    # Ctrl-C as at a terminal, even when the suite runs in the background (where SIGINT is ignored)
-    outside_int = signal.signal(signal.SIGINT, signal.default_int_handler)
+    # The test's own handlers, which never raise KeyboardInterrupt (nor let either signal end pytest): the
+    # interrupt below can only come from a handler that train puts in force, whatever this process inherited
+    # (a suite run in the background ignores SIGINT).
+    outside = {number: signal.signal(number, _escaped) for number in (signal.SIGTERM, signal.SIGINT)}
     try:
         with pytest.raises(KeyboardInterrupt):
             train(config)
-        assert signal.getsignal(signal.SIGTERM) is _sigterm_escaped  # put back after fit
+        assert all(signal.getsignal(number) is _escaped for number in outside)  # put back after fit
     finally:
-        signal.signal(signal.SIGTERM, outside)
-        signal.signal(signal.SIGINT, outside_int)
-    assert interrupt.handler is signal.default_int_handler  # SIGTERM as Ctrl-C, during fit
+        for number, handler in outside.items():
+            signal.signal(number, handler)
+    assert getattr(interrupt.handler, "__func__", None) is SignalStop.note  # Ctrl-C and SIGTERM alike, during fit
 
     saved = load_model(config.model_dir / "checkpoints" / "epoch_0001.keras")
-    assert STEPS < interrupt.steps < 2 * STEPS  # epoch 2 had taken steps (one compiled call's)
+    assert STEPS < interrupt.steps < 2 * STEPS  # epoch 2 had taken steps (one compiled call's: one on a CPU)
     assert iterations(saved) == interrupt.steps
     assert same_weights(saved, interrupt.at_interrupt)  # exactly the weights at the signal
     assert not same_weights(saved, interrupt.end_of_epoch_1)  # not those of the last epoch end
+
+
+def test_a_signal_is_noted_and_training_stops_at_the_next_step_and_a_background_job_keeps_ignoring_ctrl_c():
+    outside = {number: signal.signal(number, _escaped) for number in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        stop = SignalStop()
+        with stop.handling():
+            assert signal.getsignal(signal.SIGTERM) == signal.getsignal(signal.SIGINT) == stop.note
+            stop.on_train_batch_begin(0)  # nothing received: training goes on
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs at once, in this thread, and only notes it
+            assert stop.received == "SIGTERM"
+            for boundary in (stop.on_train_batch_begin, stop.on_test_batch_begin, stop.on_epoch_begin):
+                with pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+                    boundary(1)
+        assert all(signal.getsignal(number) is _escaped for number in outside)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as a shell starts `jueju train &`
+        background = SignalStop()
+        with background.handling():
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            assert signal.getsignal(signal.SIGTERM) == background.note
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        for number, handler in outside.items():
+            signal.signal(number, handler)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.data pipelines are TensorFlow's")
+@pytest.mark.parametrize("steps_per_epoch", [0, 3], ids=["whole_passes", "batches"])
+def test_fit_reads_tensorflow_pipelines_without_autotuning_in_the_order_training_asks(
+    root, monkeypatch, steps_per_epoch
+):
+    """Destroying an autotuned pipeline's iterator waits for tf.data's autotuning thread (30-60 s after
+    SIGTERM at real size), so fit gets pipelines without it; they read what the arrays or Batches give."""
+    extra = {"train.steps_per_epoch": steps_per_epoch, "train.epochs": 1}
+    config = load_config(overrides=overrides(root, f"pipelines_{steps_per_epoch}", **extra))
+    given = {}
+    fit = keras.Model.fit
+
+    def recording_fit(model, **kwargs):
+        given.update(kwargs)
+        return fit(model, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", recording_fit)
+    train(config)
+    assert given["x"].options().autotune.enabled is False
+    assert given["validation_data"].options().autotune.enabled is False
+
+    samples = training_samples(config)
+    data = training_data(samples, config, distribute.Plan("none", "tensorflow", 1, ["cpu:0"]), first_epoch=0)
+    pipelines, validation = tf_pipelines(data, (samples.x[:10], samples.y[:10]), config.train.batch_size)
+    assert [len(y) for _, y in validation] == [4, 4, 2]  # in order, at train.batch_size
+    assert np.array_equal(np.concatenate([y for _, y in validation]), samples.y[:10])
+    epoch = [y.numpy().tolist() for _, y in pipelines["x"]]
+    if steps_per_epoch:  # Batches: the batches of the epoch its follow() callback set
+        batches = data["x"]
+        assert epoch == [batches[i][1].tolist() for i in range(steps_per_epoch)]
+        batches.epoch = 1
+        assert [y.numpy().tolist() for _, y in pipelines["x"]] == [
+            batches[i][1].tolist() for i in range(steps_per_epoch)
+        ]
+    else:  # a whole pass: every sample once, in a new order each pass
+        rows = sorted(tuple(row) for batch in epoch for row in batch)
+        assert rows == sorted(tuple(row) for row in samples.y.tolist())
+        assert [y.numpy().tolist() for _, y in pipelines["x"]] != epoch
+
+
+# The real-size run: the committed 五言 model's shape on a synthetic corpus of as many characters.
+REAL_EPOCHS = 2
+
+
+def real_size_overrides(root: Path, run: str) -> list[str]:
+    """LSTM 384 × 2 over 6,000 tokens, batches of 512 conditioned sequences of 24 targets: the defaults."""
+    values = {
+        "paths.raw_dir": root / "raw",
+        "paths.data_dir": root / "data",
+        "paths.model_dir": root / run / "models",
+        "paths.log_dir": root / run / "logs",
+        "crawl.source": root / "corpus.json",
+        "corpus.simplify": "false",
+        "dataset.valid_fraction": 0.02,
+        "dataset.test_fraction": 0.02,
+        "model.input": "embedding",  # word2vec would only initialise the same 128-wide embedding
+        "train.epochs": REAL_EPOCHS,
+        "train.sample_every": 0,
+    }
+    return [f"{key}={value}" for key, value in values.items()]
+
+
+@pytest.fixture(scope="module")
+def real_size(tmp_path_factory) -> tuple[Path, int]:
+    """A prepared data set of 12,900 random quatrains over 7,000 characters (the vocabulary keeps 6,000), and
+    its steps per epoch: 25, more than the 16 steps one compiled call of TensorFlow took before."""
+    root = tmp_path_factory.mktemp("real_size")
+    rng = random.Random(0)
+    chars = [chr(0x4E00 + i) for i in rng.sample(range(0x5000), 7000)]
+    poems = []
+    for _ in range(12_900):
+        lines = ["".join(rng.choices(chars, k=5)) for _ in range(4)]
+        poems.append(
+            {
+                "author": "佚名",
+                "title": "无题",
+                "paragraphs": [f"{lines[0]}，{lines[1]}。", f"{lines[2]}，{lines[3]}。"],
+            }
+        )
+    (root / "corpus.json").write_text(json.dumps(poems, ensure_ascii=False), "utf-8")
+    config = load_config(overrides=real_size_overrides(root, "prepare"))
+    pipeline.prepare(config)
+    return root, math.ceil(len(np.load(config.data_dir / "train.npz")["y"]) / config.train.batch_size)
+
+
+@pytest.mark.slow
+def test_sigterm_at_real_size_stops_after_the_step_in_flight_and_resume_takes_the_steps(real_size):
+    """SIGTERM just after a step is shown: training stops at the end of the step in flight, saves, and exits.
+
+    Timed against this run's own step (the machine may be shared): the process must be gone within 20 s
+    of that step's end. Before, it ran on to the end of a 16-step compiled call (a minute on 2 cores) and
+    then waited 30-60 s more for tf.data's autotuning thread.
+    """
+    root, steps = real_size
+    settings = real_size_overrides(root, "sigterm")
+    terminal = Terminal()
+    proc = start(root, "sigterm", terminal=terminal, settings=settings)
+    try:
+        first = terminal.wait_for_steps(proc, 1, epochs=REAL_EPOCHS, steps=steps, limit=600)  # compiled by then
+        shown = terminal.wait_for_steps(proc, 1, at_least=first + 1, epochs=REAL_EPOCHS, steps=steps, limit=600)
+        signalled = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _out, err = proc.communicate(timeout=600)
+        exit_seconds = time.monotonic() - signalled
+    finally:
+        proc.kill()
+        terminal.close()
+    shown_at = {step: when for when, step in reversed(terminal.steps_shown(1, REAL_EPOCHS, steps))}  # first shown
+    step_seconds = (shown_at[shown] - shown_at[first]) / (shown - first)
+    print(f"SIGTERM after {shown} steps shown ({step_seconds:.1f} s a step): gone {exit_seconds:.1f} s later")
+
+    assert proc.returncode == 130, err[-3000:]
+    assert "training interrupted: saved" in err, err[-3000:]
+    config = load_config(overrides=settings)
+    saved = load_model(config.model_dir / "checkpoints" / "epoch_0000.keras")
+    assert shown <= iterations(saved) <= shown + 1  # the step in flight, and no more
+    assert exit_seconds < step_seconds + 20, (exit_seconds, step_seconds)
+
+    model, state = _starting_point(config, Vocab.load(config.data_dir / "vocab.json"), True, None, 0.01)
+    assert state.epoch == 0 and iterations(model) == iterations(saved)  # --resume starts from those steps

@@ -9,11 +9,13 @@ from fastapi.testclient import TestClient
 
 from jueju.cli import main
 from jueju.data.prosody import poem_rhymes
+from jueju.data.tonal import tonal_compliance
 from jueju.options import OptionError
 from jueju.serve import app as serve
 from jueju.text import split_lines
 from jueju.write.constraints import Layout, tonal_misfits
 from jueju.write.plan import normalise_keywords, plans
+from jueju.write.poet import KEYWORD_PLANS
 from test_serve import save_tiny_model
 
 from conftest import tiny_quatrains, untrained_poet
@@ -78,8 +80,11 @@ def test_too_many_keywords_for_the_lines_left_is_refused(poet):
 
 
 def test_four_oblique_keywords_still_find_places_with_rhyme_and_tones(poet):
-    poems = poet.poems(keywords=["月", "雪", "竹", "夜"], rhyme="pingshui", tonal=True, no_copy=False, seed=1)
-    assert all(within_a_line(poems[0], word) for word in "月雪竹夜")
+    poems = poet.poems(keywords=["月", "雪", "竹", "夜"], num=4, rhyme="pingshui", tonal=True, no_copy=False, seed=1)
+    for poem in poems:
+        assert all(within_a_line(poem, word) for word in "月雪竹夜"), poem
+        assert poem_rhymes(poem, "pingshui") is True, poem
+        assert tonal_compliance(poem) is True, poem
 
 
 def test_a_keyword_no_place_can_take_is_an_error_naming_it(poet, monkeypatch):
@@ -103,7 +108,21 @@ def test_every_keyword_appears_within_one_line_and_the_form_holds(poet, first_li
             assert poem.startswith(first_line)
 
 
-def test_keywords_refuse_an_acrostic_or_a_template(poet):
+def test_keyword_poems_keep_the_most_probable_of_their_drafts(poet, monkeypatch):
+    """Each keyword poem is the draft (one per plan) the model finds most probable as a whole."""
+    drafts, batch = [], poet.batch
+
+    def recording(*args, **options):
+        written = batch(*args, **options)
+        drafts.extend(written)
+        return written
+
+    monkeypatch.setattr(poet, "batch", recording)
+    kept = poet.poems(num=3, keywords=["秋", "故乡"], rerank=1, seed=4, **QUIET)
+    best = poet.score(drafts).reshape(3, KEYWORD_PLANS).argmax(axis=1)
+    assert kept == [drafts[i * KEYWORD_PLANS + j] for i, j in enumerate(best)]
+    assert best.any()  # not simply each poem's first draft
+
     for other in ({"acrostic": "春夏秋冬"}, {"template": "床前明月光，＿＿＿＿＿。举头＿＿＿，＿＿＿＿＿。"}):
         with pytest.raises(OptionError, match="keywords combine with a first line") as err:
             poet.poems(keywords=["秋"], **other, **QUIET)

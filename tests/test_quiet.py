@@ -2,6 +2,7 @@
 framework (README, Use it). Each check runs a fresh interpreter, as a user's command would."""
 
 import os
+import re
 import subprocess
 import sys
 
@@ -39,6 +40,15 @@ def test_generate_prints_poems_and_nothing_else():
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""  # no oneDNN, absl or CPU-feature lines
     assert done.stdout.startswith("床前明月光，") and len(done.stdout.strip()) == 24
+
+
+def test_verbose_shows_the_frameworks_log_lines():
+    """TensorFlow's native start-up lines (absl's format: I0000 00:00:... file.cc:N] ...), which importing
+    jueju quietens, come back with --verbose (an x86 CPU gets at least its CPU-features line)."""
+    done = run("generate", "床前明月光", "--seed", "1", "--verbose", module=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("床前明月光，")
+    assert re.search(r"^[IWE]\d{4} [\d:. ]+\d+ \w+\.cc:\d+\]", done.stderr, re.MULTILINE), done.stderr
 
 
 def test_a_user_error_is_one_line_and_nothing_else():

@@ -412,6 +412,8 @@ LINE = {"first_line": "床前明月光"}
         ({**LINE, "num": 6, "rerank": 64}, ["num", "rerank"], "384"),
         ({**LINE, "rerank": 64, "sampler": "beam", "beam_width": 6}, ["num", "rerank", "beam_width"], "384"),
         ({"acrostic": "春夏秋冬", "num": 11, "rerank": 30}, ["num", "rerank"], "330"),
+        # each of the four lines redrawn: 10 x (16 + 4 x 8)
+        ({**LINE, "num": 10, "rerank": 16, "redraw": 8}, ["num", "rerank", "redraw"], "480"),
         # keywords draw at least 8 candidates a poem, whatever rerank says
         (
             {"keywords": ["秋"], "num": 20, "rerank": 1, "sampler": "beam", "beam_width": 3},

@@ -10,7 +10,7 @@ import hashlib
 import pytest
 
 from jueju.cli import main
-from jueju.config import PROJECT_ROOT
+from jueju.config import FORMS, PROJECT_ROOT
 
 from conftest import tiny_overrides
 
@@ -37,16 +37,28 @@ def refusal(capsys) -> str:
 
 
 def committed() -> dict:
-    """Every file of the committed model folders (those with an evaluation), by path."""
-    folders = [folder for folder in sorted(COMMITTED.iterdir()) if (folder / "evaluation.json").is_file()]
+    """Every file of the committed model folders (the forward models and their backward models), by path."""
+    folders = [folder for folder in sorted(COMMITTED.iterdir()) if (folder / "model.keras").is_file()]
     return {folder.name: digests(folder) for folder in folders}
 
 
-@pytest.mark.parametrize("args", [[], ["--resume"], ["--finetune", "elsewhere/model.keras"]])
+WAYS = [[], ["--resume"], ["--finetune", "elsewhere/model.keras"]]  # none starts from the committed model
+
+
+def backward(length: int) -> list[str]:
+    """Training a form's backward model into its committed folder."""
+    folder = COMMITTED / f"{FORMS[length]}-backward"
+    return ["--set", "model.direction=backward", "--set", f"corpus.line_length={length}", "train", "--out", str(folder)]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [*(["train", *way] for way in WAYS), *(backward(5) + way for way in WAYS), backward(7)],
+)
 def test_train_in_a_checkout_leaves_every_committed_model_file_byte_identical(capsys, args):
     before = committed()
-    assert "wuyan" in before, "the committed 五言 model is missing"
-    assert main(["train", *args]) == 2
+    assert {"wuyan", "wuyan-backward"} <= set(before), "a committed 五言 model is missing"
+    assert main(args) == 2
     says = refusal(capsys)
     for way in ("--out DIR", "--resume", "--finetune", "--overwrite"):
         assert way in says, says

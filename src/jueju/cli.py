@@ -35,6 +35,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     logging.getLogger("jueju").setLevel(logging.INFO)  # our own one-line summaries stay
     logging.getLogger("gensim").setLevel(logging.INFO if verbose else logging.WARNING)  # it logs every file
+    if verbose:  # importing jueju quietened TensorFlow's native log (jueju/__init__.py): here it is asked for
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
     try:
         if args.command in FRAMEWORK_COMMANDS and not verbose:
             import_framework_quietly()
@@ -401,7 +403,9 @@ def _readings(config, args):
 
     from jueju.measure import readings
 
-    if args.step == "pool":
+    if args.step == "pool":  # the one step that writes poems: Keras is imported here, not for mix or read
+        if not (args.verbose or args.sub_verbose):
+            import_framework_quietly()
         from jueju.write.poet import get_poet
 
         inputs = readings.split_inputs(config.data_dir, args.split)

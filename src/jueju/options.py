@@ -63,6 +63,11 @@ class DecodingOptions(BaseModel):
         le=10.0,
         description="reranking: weight of what the critic predicts readers would say of each poem (0 = off)",
     )
+    redraw: int = Field(
+        ge=0,
+        le=MAX_CANDIDATES,
+        description="after reranking, redraw each written line this many times and keep the best version (0 = off)",
+    )
     no_repeat: bool = Field(description="never repeat a character within a poem")
     num: int = Field(ge=1, le=MAX_NUM, description="poems to write")
     seed: int | None = Field(ge=0, le=MAX_SEED, description="same seed, same poems (empty: new poems each time)")

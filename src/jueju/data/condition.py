@@ -25,10 +25,11 @@ from jueju.data.dataset import PAD_ID, Vocab, Windows, read_poems
 from jueju.files import atomic_path, write_atomic
 from jueju.options import OptionError
 from jueju.text import is_han, split_lines
-from jueju.write.plan import MAX_KEYWORD_CHARS, MAX_KEYWORDS
 
 TITLE, KEYWORD = "<title>", "<kw>"  # the block's markers: vocabulary tokens of a conditioned model
 TOKENS = (TITLE, KEYWORD)
+MAX_KEYWORDS = 4  # keywords a poem may be written toward: one a line
+MAX_KEYWORD_CHARS = 2  # characters of one keyword
 BLOCK = 1 + MAX_TITLE + MAX_KEYWORDS * (1 + MAX_KEYWORD_CHARS)  # ids of the block: the longest title and keywords
 
 # How training poems are conditioned, one draw per poem: nothing (so the model still writes without a

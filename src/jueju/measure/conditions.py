@@ -157,7 +157,9 @@ def condition_metrics(poet, test: Sequence[str], titles: Sequence[str], train: S
 
 def title_fidelity(poet, titles: Sequence[str], seed: int) -> dict:
     """A poem written for each title (model defaults), then scored as a whole under its own title and
-    FIDELITY_RIVALS - 1 others: how often its own comes first (chance: 1 / FIDELITY_RIVALS)."""
+    FIDELITY_RIVALS - 1 others: how often its own comes first (chance: 1 / FIDELITY_RIVALS). A rival that
+    scores the same as the own title shares the place with it, as a coin toss would: a model blind to
+    titles ranks at chance, not first."""
     rng = np.random.default_rng(seed)
     blank = poet.preprocessor.template({})
     written = []
@@ -165,16 +167,18 @@ def title_fidelity(poet, titles: Sequence[str], seed: int) -> dict:
         chunk = titles[start : start + GENERATE_BATCH]
         blocks = np.stack([block_ids(poet.vocab, title) for title in chunk])
         written += poet.batch(templates=[blank] * len(chunk), blocks=blocks, seed=seed + start)
-    ranks, among = [], min(FIDELITY_RIVALS, len(titles))  # a data set this small has fewer titles to rank
+    ranks, firsts, among = [], [], min(FIDELITY_RIVALS, len(titles))  # a small data set has fewer titles to rank
     for i, poem in enumerate(written):
         rivals = rng.choice([j for j in range(len(titles)) if j != i], among - 1, replace=False)
         candidates = [titles[i], *(titles[j] for j in rivals)]
         scores = poet.score([poem] * len(candidates), np.stack([block_ids(poet.vocab, t) for t in candidates]))
-        ranks.append(int((scores > scores[0]).sum()))
+        above, tied = int((scores[1:] > scores[0]).sum()), int((scores[1:] == scores[0]).sum())
+        ranks.append(above + tied / 2)
+        firsts.append(0.0 if above else 1 / (tied + 1))
     return {
         "titles": len(titles),
         "rivals": among,
-        "top1": float(np.mean([rank == 0 for rank in ranks])),
+        "top1": float(np.mean(firsts)),
         "chance": 1 / among,
         "mean_rank": float(np.mean(ranks)) + 1,
         "samples": [{"title": t, "poem": p} for t, p in zip(titles[:10], written[:10])],

@@ -10,7 +10,9 @@
 - `critic` times what the critic predicts readers would say (jueju.rank.critic).
 
 All reads run in chunks of at most CHUNK candidates, so memory per call is bounded whatever the
-number of poems asked for.
+number of poems asked for. The scorers share what the forward model read of a chunk (`Stepper.read`
+keeps it): the candidates are read once after their blocks (or taken from decoding) and once after
+none, and when their blocks are empty these are one reading.
 """
 
 from __future__ import annotations
@@ -19,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from jueju.model.stepper import CHUNK
 from jueju.rank.critic import CRITIC
 from jueju.rank.reader import READER, poem_features
 
 MI_WEIGHT = 1.0  # reranking poems written toward a title or keywords: weight of their mutual information with it
 BACKWARD = "{}-backward"  # the folder of a model's backward scorer, beside it: models/wuyan -> models/wuyan-backward
-CHUNK = 1024  # candidates scored per model call
 SCORERS = {  # option -> what it needs, said where it is missing
     "backward": "a backward model beside this one (<model>-backward, trained with model.direction = backward)",
     "reader": f"a reader model in the model's folder ({READER}, studies/fit_reader.py)",
@@ -94,5 +96,11 @@ class Ranker:
         backward model's mean log-probability of line 1's characters read after the rest, right to
         left. Among poems of one first line this orders them as the pointwise mutual information of
         line 1 and the rest, as log P(line 1) is the same for all of them."""
+        return self.line_information(tokens, 0, blocks)
+
+    def line_information(self, tokens: np.ndarray, line: int, blocks: np.ndarray | None = None) -> np.ndarray:
+        """Per poem, the backward model's mean log-probability of line `line`'s characters (0-3) read
+        right to left after the lines that follow it: how well what follows explains that line."""
+        end = tokens.shape[1] - line * (self.line_length + 1)  # in the poem read backwards, where the line ends
         with self.backward.reading(blocks):
-            return self.backward.score(tokens[:, ::-1], tokens.shape[1] - self.line_length)
+            return self.backward.score(tokens[:, ::-1], end - self.line_length, end)

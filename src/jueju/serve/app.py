@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import os
 import socket
 import threading
@@ -42,18 +41,19 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from jueju import options
 from jueju.config import FORMS, PROJECT_ROOT, Config, config_from_dict
 from jueju.data import prosody
+from jueju.data.condition import MAX_KEYWORDS
 from jueju.data.corpus import MAX_TITLE
 from jueju.options import OptionError
 from jueju.serve.annotate import annotate
 from jueju.serve.batcher import Batcher, Job, QueueFull
-from jueju.write.plan import MAX_KEYWORDS, normalise_keywords
+from jueju.write.plan import normalise_keywords
 from jueju.write.poet import FORM_NAMES, KEYWORD_PLANS, Poet
 from jueju.write.preprocess import EXAMPLE_FIRST_LINES, INPUTS, normalise_first_line, template_form
 
 log = logging.getLogger(__name__)
 
 MAX_POEMS = 20  # poems per request
-# rows one request may ask the model to decode (num x rerank x beam_width): 20 poems at the committed
+# rows one request may ask the model to decode (num x (rerank x beam_width + 4 x redraw)): 20 poems at the committed
 # defaults (rerank 16), about 12 s on a 2-core CPU; 20 x 64 x 16 would be 64 times that
 MAX_ROWS = 320
 MAX_TEXT = 100  # characters of first_line / acrostic accepted before any checking
@@ -359,20 +359,26 @@ class OverBudget(OptionError):
 
 
 def check_cost(num: int, settings: dict, planned: bool = False) -> None:
-    """Raise OverBudget when the rows a request asks the model to decode pass MAX_ROWS: num poems x rerank
-    candidates each (a title or keywords: at least KEYWORD_PLANS) x beam_width for the beam sampler.
-    A reader or critic scores the same candidates: they add no rows."""
-    factors = {"num": num, "rerank": max(settings["rerank"], KEYWORD_PLANS) if planned else settings["rerank"]}
+    """Raise OverBudget when the rows a request asks the model to decode pass MAX_ROWS: num poems x
+    (rerank candidates each (a title or keywords: at least KEYWORD_PLANS) x beam_width for the beam
+    sampler, + 4 lines x redraw). A reader or critic scores the same candidates: they add no rows."""
+    candidates = max(settings["rerank"], KEYWORD_PLANS) if planned else settings["rerank"]
+    fields, product = ["num", "rerank"], f"num {num} × (rerank {candidates}"
     if settings["sampler"] == "beam":
-        factors["beam_width"] = settings["beam_width"]
-    rows = math.prod(factors.values())
+        candidates *= settings["beam_width"]
+        fields.append("beam_width")
+        product += f" × beam_width {settings['beam_width']}"
+    redrawn = 4 * settings.get("redraw", 0)  # each of the four lines redrawn this many times
+    if redrawn:
+        fields.append("redraw")
+        product += f" + 4 lines × redraw {settings['redraw']}"
+    rows = num * (candidates + redrawn)
     if rows > MAX_ROWS:
-        product = " × ".join(f"{name} {value}" for name, value in factors.items())
         why = f"; a title or keywords draw at least {KEYWORD_PLANS} candidates a poem" if planned else ""
         raise OverBudget(
-            list(factors),
-            f"this request asks the model to decode {rows:,} rows ({product}{why}), over the budget of "
-            f"{MAX_ROWS} rows a request: lower {', '.join(factors)}",
+            fields,
+            f"this request asks the model to decode {rows:,} rows ({product}){why}, over the budget of "
+            f"{MAX_ROWS} rows a request: lower {', '.join(fields)}",
         )
 
 

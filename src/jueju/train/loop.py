@@ -117,17 +117,22 @@ def _train(config: Config, resume: bool, finetune: str | Path | None, plan: dist
     callbacks = [Checkpointer(config, state), TrainingLog(config, vocab, state, lines)]
     callbacks += extra_callbacks(config, state)  # metrics.csv, TensorBoard
     try:
-        # several batches per compiled call where the backend would otherwise wait for each loss
+        # several batches per compiled call where the backend would otherwise wait for each loss (on GPUs)
         model.steps_per_execution = plan.steps_per_execution(config.train.steps_per_epoch)
         data = training_data(train_set, config, plan, state.epoch)
         if isinstance(data["x"], Batches):
             callbacks.append(data["x"].follow())
-        with sigterm_as_interrupt():
+        validation = plan.trim(valid_set.x, valid_set.y)
+        if distribute.backend() == "tensorflow":
+            data, validation = tf_pipelines(data, validation, config.train.batch_size)
+        stop = SignalStop()
+        callbacks.append(stop)
+        with stop.handling():
             model.fit(
                 **data,
                 epochs=config.train.epochs,
                 initial_epoch=state.epoch,
-                validation_data=plan.trim(valid_set.x, valid_set.y),
+                validation_data=validation,
                 callbacks=callbacks,
                 verbose=1 if sys.stdout.isatty() else 2,
             )  # no progress bars in logs
@@ -241,21 +246,84 @@ class Batches(keras.utils.PyDataset):
         return keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs=None: setattr(self, "epoch", epoch))
 
 
-@contextmanager
-def sigterm_as_interrupt():
-    """`kill PID` (SIGTERM: also systemd, docker stop, job schedulers) stops training as Ctrl-C does.
+def tf_pipelines(data: dict, validation: tuple[np.ndarray, np.ndarray], batch_size: int) -> tuple[dict, object]:
+    """On TensorFlow, `training_data` and the validation arrays as tf.data pipelines without autotuning.
 
-    A background job (`jueju train &` from a script) ignores SIGINT, so SIGTERM is the
-    signal that reaches it; either way the run saves a checkpoint that --resume continues.
+    Keras would build pipelines with tf.data's autotuning on, and destroying such a pipeline's iterator
+    waits for its autotuning thread: after Ctrl-C or SIGTERM (the iterator of the interrupted epoch,
+    at the latest when the process exits) that wait was 30-60 s on a real-size run (TensorFlow 2.21,
+    seen in ~RootDataset::Iterator). Batches gathered from arrays in memory need no tuning.
     """
-    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    import tensorflow as tf
+
+    def untuned(dataset: tf.data.Dataset) -> tf.data.Dataset:
+        options = tf.data.Options()
+        options.autotune.enabled = False
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA  # as Keras's
+        return dataset.prefetch(1).with_options(options)
+
+    source = data["x"]
+    if isinstance(source, Batches):  # the epoch it reads is set by its follow() callback before each pass
+        signature = tuple(tf.TensorSpec((source.batch_size, *a.shape[1:]), a.dtype) for a in (source.x, source.y))
+        batches = tf.data.Dataset.from_generator(
+            lambda: (source[i] for i in range(len(source))), output_signature=signature
+        )
+        fit = {"x": untuned(batches.apply(tf.data.experimental.assert_cardinality(len(source)))), "shuffle": False}
+    else:  # whole passes, each in a new order (drawn from the seed keras.utils.set_random_seed set)
+        samples = tf.data.Dataset.from_tensor_slices((source, data["y"])).shuffle(len(data["y"]))
+        fit = {"x": untuned(samples.batch(batch_size)), "shuffle": False, "steps_per_epoch": data["steps_per_epoch"]}
+    return fit, untuned(tf.data.Dataset.from_tensor_slices(validation).batch(batch_size))
+
+
+class SignalStop(keras.callbacks.Callback):
+    """Ctrl-C (SIGINT) and `kill PID` (SIGTERM: also systemd, docker stop, job schedulers) stop training with
+    KeyboardInterrupt before its next step, which saves a checkpoint that --resume continues.
+
+    The handler only notes the signal; this callback raises before the next training or validation step, or
+    epoch. So a step is never cut in half (PyTorch and JAX write the weights back in Python, one variable at a
+    time), and no library code meets the interrupt: Keras converts each step's logs under a bare `except:`,
+    where on JAX the main thread waits for the step, and swallowed a KeyboardInterrupt raised there. Python
+    runs the handler only once the compiled call in flight returns: on CPUs, where a step of a real model
+    takes seconds, that call is one step (distribute.Plan.steps_per_execution). A background job (`jueju
+    train &` from a script) ignores SIGINT, and keeps ignoring it; SIGTERM is the signal that reaches it.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.received: str | None = None
+
+    @contextmanager
+    def handling(self):
+        """SIGINT and SIGTERM noted while inside; the handlers before are put back after."""
+        if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+            yield
+            return
+        previous = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+        for number, handler in previous.items():
+            if not (number == signal.SIGINT and handler == signal.SIG_IGN):
+                signal.signal(number, self.note)
+        try:
+            yield
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
+
+    def note(self, number: int, frame) -> None:
+        """The handler of both signals."""
+        self.received = signal.Signals(number).name
+
+    def stop_if_signalled(self) -> None:
+        if self.received:
+            raise KeyboardInterrupt(self.received)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.stop_if_signalled()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.stop_if_signalled()
+
+    def on_test_batch_begin(self, batch, logs=None):
+        self.stop_if_signalled()
 
 
 def save_interrupted(model: keras.Model, state: TrainState, config: Config) -> Path:

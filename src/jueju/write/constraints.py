@@ -147,7 +147,9 @@ class LineIndex:
     MASK = np.uint64(0xFFFFFFFF)
 
     def __init__(self, hashes: np.ndarray):
-        self.hashes = np.unique(np.asarray(hashes, dtype=np.uint32))
+        hashes = np.asarray(hashes, dtype=np.uint32)
+        # a saved index is sorted and distinct already: checked in one pass, not sorted again (seconds at load)
+        self.hashes = hashes if (hashes[1:] > hashes[:-1]).all() else np.unique(hashes)
 
     @classmethod
     def from_lines(cls, lines: Iterable[str], vocab) -> LineIndex:

@@ -20,6 +20,13 @@ no_copy needs the training lines' hashes, which stay on the host: with it the lo
 before the last character of lines 2-4, the host forbids the ids that would complete a
 training line (`constraints.NoCopy`), and the next call goes on from there.
 
+For reranking, the loop can also record what the model read of the poems it writes (a
+`stepper.Reading`: the features and log-probability at every position), so the forward score, the
+reader model and the critic need no second reading of the candidates.
+
+Every call pads its rows to one of a few sizes (`stepper.bucket`), so nothing is compiled again for
+a new batch size; the caller hands it at most `stepper.CHUNK` rows at a time.
+
 `decode` uses the device loop where it applies and the host loop, the reference, otherwise:
 window models, samplers and constraints it does not know, and tf.distribute strategies.
 Greedy and beam search write the same poems as the host loop. The random samplers draw from
@@ -37,6 +44,7 @@ from keras import ops
 from jueju.data.dataset import PAD_ID, UNK_ID
 from jueju.data.prosody import PING, ZE
 from jueju.data.tonal import reading_matrix
+from jueju.model.stepper import Reading, bucket, compiled, padded
 from jueju.write.constraints import Characters, Constraint, NoCopy, NoRepeat, Rhyme, Tones, combine
 from jueju.write.sampling import Beam, ConstraintError, Greedy, Sampler, Temperature, TopK, TopP
 
@@ -53,11 +61,16 @@ def decode(
     forced: np.ndarray,
     constraints: list[Constraint],
     rng: np.random.Generator,
-) -> np.ndarray:
-    """The decoded tokens: on the device where `loop` can do it, else by the host loop (`Sampler.run`)."""
-    if loop is not None and loop.supports(sampler, constraints, start):
-        return loop.run(sampler, tokens, start, forced, constraints, rng)
-    return sampler.run(stepper.next_logits, tokens, start, forced, combine(constraints), rng)[0]
+    record: bool = False,
+) -> tuple[np.ndarray, Reading | None]:
+    """The decoded tokens, on the device where `loop` can do it, else by the host loop (`Sampler.run`); with
+    `record`, what the device loop read of them (`DeviceLoop.run`; None from the host loop).
+    `loop.wrote_last_batch` tells the caller which loop it was."""
+    if loop is not None:
+        loop.wrote_last_batch = loop.supports(sampler, constraints, start)
+        if loop.wrote_last_batch:
+            return loop.run(sampler, tokens, start, forced, constraints, rng, record)
+    return sampler.run(stepper.next_logits, tokens, start, forced, combine(constraints), rng)[0], None
 
 
 # -- strategies: how ids are picked from masked probabilities ------------------------------------------------
@@ -176,6 +189,7 @@ class Tables:
     arguments of the compiled loop, which itself depends only on which constraints are on (`key`)."""
 
     def __init__(self, constraints: list[Constraint], rows: int, length: int, copies: int):
+        """`rows`: poems, the last one's tables repeated beyond the constraints' own (a padded batch)."""
         found = {type(c): c for c in constraints}
         rhyme, tones = found.get(Rhyme), found.get(Tones)
         self.no_copy, self.no_repeat = found.get(NoCopy), found.get(NoRepeat)
@@ -194,7 +208,7 @@ class Tables:
                 by_pattern[pattern] = np.zeros(length, dtype=np.int32)
                 by_pattern[pattern][places] = [classes.get(tone, 0) for tone in pattern]
             table = np.stack([by_pattern[pattern] for pattern in tones.patterns])
-            self.arrays["tone"] = np.repeat(table, copies, axis=0)  # beam search: each poem's beams
+            self.arrays["tone"] = np.repeat(padded(table, rows), copies, axis=0)  # beam search: each poem's beams
             self.arrays["tone_masks"] = np.stack([np.ones(len(han), dtype=bool), tones.masks[PING], tones.masks[ZE]])
         if self.no_repeat:
             self.arrays["exempt"] = np.isin(np.arange(len(han)), self.no_repeat.exempt)
@@ -207,22 +221,24 @@ class Tables:
 class DeviceLoop:
     """A sequence model's decoding loop, compiled once per strategy and set of constraints."""
 
-    def __init__(self, reader):
-        """`reader`: the stepper.SequenceReader of the model (its stepping model and start sequence)."""
-        self.reader = reader
-        self.stepping = reader.step  # [ids, *states] -> [probs, *states]: reads the start in one call
-        chain = [layer for layer in self.stepping.layers if not isinstance(layer, keras.layers.InputLayer)]
+    def __init__(self, stepper):
+        """`stepper`: the stepper.Stepper of a sequence model (its features model, start sequence, softmax)."""
+        self.stepper, self.reader = stepper, stepper.reader
+        chain = [layer for layer in stepper.features.layers if not isinstance(layer, keras.layers.InputLayer)]
         lstms = [i for i, layer in enumerate(chain) if isinstance(layer, keras.layers.LSTM)]
         self.embed = chain[: lstms[0]]  # the input layer (embedding or one-hot)
         self.cells = [chain[i].cell for i in lstms]  # one id a step: the cells, without the layers' time loop
         # (between the LSTMs stand only dropout layers, which do nothing at inference)
-        self.head = chain[lstms[-1] + 1 :]  # dropout, dense layers, the softmax
+        self.head = chain[lstms[-1] + 1 :]  # dropout and dense layers: what the softmax reads
+        self.softmax = stepper.model.get_layer("next_char")
         self._compiled: dict[tuple, object] = {}
+        # whether `decode` ran the last batch it was given here (False: it fell back to the slower host loop)
+        self.wrote_last_batch = False
 
     @classmethod
     def of(cls, stepper) -> DeviceLoop | None:
         """The loop of a `stepper.Stepper`; None for a window model (the host loop decodes it)."""
-        return None if stepper.reader is None else cls(stepper.reader)
+        return None if stepper.reader is None else cls(stepper)
 
     def supports(self, sampler: Sampler, constraints: list[Constraint], start: int) -> bool:
         kinds = [type(c) for c in constraints]
@@ -234,51 +250,60 @@ class DeviceLoop:
             and not _distributed()
         )
 
-    def run(self, sampler, tokens, start, forced, constraints, rng) -> np.ndarray:
-        """As `sampler.run(...)[0]` with the AND of `constraints`; raises ConstraintError as it does."""
+    def run(self, sampler, tokens, start, forced, constraints, rng, record: bool = False):
+        """(tokens, reading): the tokens as `sampler.run(...)[0]` with the AND of `constraints` (raises
+        ConstraintError as it does) and, with `record`, what the model read of them (a stepper.Reading: the
+        features and log-probability at every position; None without `record`, or for a model that reads
+        nothing before a poem, whose first id the loop never predicts)."""
         strategy = strategy_for(sampler)
         copies = strategy.width if strategy.reorders else 1
         poems, length = tokens.shape
-        forced = np.repeat(np.broadcast_to(forced, tokens.shape), copies, axis=0).astype(np.int32)
-        tokens = np.repeat(tokens, copies, axis=0).astype(np.int32)
-        tables = Tables(constraints, poems, length, copies)
+        size = bucket(poems)  # the rows a bucket adds repeat the last poem, and are dropped at the end
+        before = padded(self.reader.start_ids(poems), size)  # block and start token
+        record = record and before.shape[1] > 0
+        forced = np.repeat(padded(np.broadcast_to(forced, tokens.shape), size), copies, axis=0).astype(np.int32)
+        tokens = np.repeat(padded(tokens, size), copies, axis=0).astype(np.int32)
+        tables = Tables(constraints, size, length, copies)
         uniform = (1.0 - rng.random((len(tokens), length), dtype=np.float32)) if not strategy.reorders else None
 
-        # the loop runs from the first position where some row chooses to the last; ids forced for every
-        # row before it are read with the start, those after it need no model
+        # the loop runs from the first position where some row chooses to the last (recording: to the end);
+        # ids forced for every row before it are read with the start, those after it need no model
         choosing = [p for p in range(start, length) if (forced[:, p] < 0).any()]
-        if not choosing:
-            return np.where(forced >= 0, forced, tokens)[::copies]
-        first, stop = choosing[0], choosing[-1] + 1
+        if not choosing and not record:
+            return np.where(forced >= 0, forced, tokens)[: poems * copies : copies], None
+        first = choosing[0] if choosing else length - 1
+        stop = length if record else choosing[-1] + 1
         tokens[:, start:first] = forced[:, start:first]
         tokens[:, stop:] = forced[:, stop:]
 
-        # the LSTM states after each row's start sequence and the ids before `first`, in one model call that
-        # reads each distinct row once (many poems of one first line share it)
-        context = np.concatenate([np.repeat(self.reader.start_ids(poems), copies, axis=0), tokens[:, :first]], axis=1)
-        distinct, inverse = np.unique(context.astype(np.int32), axis=0, return_inverse=True)
-        zeros = [np.zeros((len(distinct), width), dtype) for width, dtype in self.reader.state_shapes]
-        probs, *states = self.stepping.predict_on_batch([distinct, *zeros])
+        # the features and LSTM states after each row's start sequence and the ids before `first`, in one model
+        # call that reads each distinct row once (many poems of one first line share it)
+        context = np.concatenate([np.repeat(before, copies, axis=0), tokens[:, :first]], axis=1)
+        distinct, inverse = np.unique(context, axis=0, return_inverse=True)
+        features, states = self.stepper.run(distinct)
         inverse = inverse.reshape(-1)
-        probs, states = np.asarray(probs)[inverse], [np.asarray(state)[inverse] for state in states]
-        scores = np.tile(np.r_[0.0, np.full(copies - 1, -np.inf)], poems).astype(_score_dtype())
+        scores = np.tile(np.r_[0.0, np.full(copies - 1, -np.inf)], size).astype(_score_dtype())
         carry = {
             "tokens": tokens,
-            "probs": probs,
-            "states": list(states),
+            "hidden": features[inverse, -1],  # what the softmax reads at `first`
+            "states": [state[inverse] for state in states],
             "scores": scores,
             "stuck": np.zeros(len(tokens), dtype=bool),
         }
+        if record:  # what was read before `first`: its features and log-probabilities, at every position
+            read = before.shape[1] - 1  # the output that predicts position 0: after the block and start token
+            prefix = self._prefix(distinct[:, read + 1 :], features[:, read:], length)
+            carry.update({name: part[inverse] for name, part in prefix.items()})
         vocab = len(tables.arrays["han"])
         if tables.no_repeat:
             used = np.zeros((len(tokens), vocab), dtype=bool)
             used[np.arange(len(tokens))[:, None], tokens] = True  # given characters, written or kept later
             carry["used"] = used
-        fixed = {"forced": forced, **tables.arrays}
+        fixed = {"forced": forced, "stop": np.int32(stop), **tables.arrays}
         if uniform is not None:
             fixed["uniform"] = uniform
         carry, fixed = _tensors(carry), _tensors(fixed)
-        loop = self._loop(strategy, tables, length)
+        loop = self._loop(strategy, tables, length, record)
         # with no_copy, a call ends before the last character of lines 2-4, which the host then narrows
         ends = sorted(tables.no_copy.ends) if tables.no_copy else []
         bounds = [first, *[end for end in ends if first < end < stop], stop]
@@ -292,14 +317,32 @@ class DeviceLoop:
             carry = loop(np.int32(lo), np.int32(hi), carry, fixed, ops.convert_to_tensor(extra))
             if bool(ops.convert_to_numpy(ops.any(carry["stuck"]))):
                 raise ConstraintError("no character satisfies the constraints at this position")
-        out = ops.convert_to_numpy(carry["tokens"])
-        if strategy.reorders:  # each poem's best beam
-            best = ops.convert_to_numpy(carry["scores"]).reshape(poems, copies).argmax(axis=-1)
-            out = out[np.arange(poems) * copies + best]
-        return out
+        rows = np.arange(poems) * copies  # each poem's first row, or with beam search its best beam
+        if strategy.reorders:
+            rows = rows + ops.convert_to_numpy(carry["scores"])[: poems * copies].reshape(poems, copies).argmax(-1)
+        out = ops.convert_to_numpy(carry["tokens"])[rows]
+        if not record:
+            return out, None
+        reading = Reading(
+            ops.convert_to_numpy(carry["features"])[rows], ops.convert_to_numpy(carry["log_probs"])[rows], 0
+        )
+        return out, reading
+
+    def _prefix(self, given: np.ndarray, features: np.ndarray, length: int) -> dict:
+        """What the model read of the ids `given` before the loop (rows, first), as recorded: the features
+        (rows, length, width) and log-probabilities (rows, length) at positions 0..first - 1 (`features`
+        from position 0 on); the loop writes the rest."""
+        rows, first = given.shape
+        written = np.zeros((rows, length, features.shape[-1]), dtype=np.float32)
+        written[:, :first] = features[:, :first]
+        log_probs = np.zeros((rows, length), dtype=np.float32)
+        if first:  # a few distinct rows (the poems' first lines): every position, whatever a caller scores
+            scored = features[:, :first].reshape(-1, features.shape[-1])
+            log_probs[:, :first] = self.stepper.log_probs(scored, given.reshape(-1)).reshape(rows, -1)
+        return {"features": written, "log_probs": log_probs}
 
     def read(self, ids, states):
-        """The last LSTM's output and the next states after reading one id a row (a step of the loop)."""
+        """What the softmax reads and the next states after reading one id a row (a step of the loop)."""
         x = ids
         for layer in self.embed:
             x = layer(x)
@@ -307,15 +350,17 @@ class DeviceLoop:
         for i, cell in enumerate(self.cells):
             x, (h, c) = cell(x, [states[2 * i], states[2 * i + 1]], training=False)
             new += [h, c]
+        for layer in self.head:
+            x = layer(x, training=False)
         return x, new
 
-    def _loop(self, strategy: Strategy, tables: Tables, length: int):
-        key = (strategy.key(), tables.key(), length)
+    def _loop(self, strategy: Strategy, tables: Tables, length: int, record: bool):
+        key = (strategy.key(), tables.key(), length, record)
         if key not in self._compiled:
-            self._compiled[key] = _compile(self._make_loop(strategy, tables, length))
+            self._compiled[key] = compiled(self._make_loop(strategy, tables, length, record))
         return self._compiled[key]
 
-    def _make_loop(self, strategy: Strategy, tables: Tables, length: int):
+    def _make_loop(self, strategy: Strategy, tables: Tables, length: int, record: bool):
         """loop(lo, hi, carry, fixed, extra): positions lo..hi-1 decoded; `extra` narrows position lo."""
         rhyme_positions = tables.rhyme_positions
         rhyming, tonal = bool(rhyme_positions), "tone" in tables.arrays
@@ -356,25 +401,18 @@ class DeviceLoop:
                 mask = narrow(mask, ops.logical_or(ops.logical_not(carry["used"]), fixed["exempt"][None, :]))
             return mask
 
-        def predict(x):
-            for layer in self.head:
-                x = layer(x, training=False)
-            return ops.cast(x, "float32")
+        def predict(hidden):
+            return ops.cast(self.softmax(hidden), "float32")
 
         def loop(lo, hi, carry, fixed, extra):
             columns = ops.arange(length, dtype="int32")[None, :]
 
-            def choose_here(position):
-                """Whether any row chooses at `position` (past the end: none)."""
-                column = ops.take(fixed["forced"], ops.minimum(position, length - 1), axis=1)
-                return ops.logical_and(position < length, ops.any(column < 0))
-
-            def pick(carry, position, forced):
+            def pick(carry, position, forced, probs):
                 held = forced >= 0
                 mask = allowed(carry, position, fixed, extra, ops.equal(position, lo))
                 if strategy.reorders:
-                    return strategy.step(carry["probs"], mask, held, forced, carry["scores"])
-                weights = ops.where(mask, ops.maximum(carry["probs"], TINY), 0.0)
+                    return strategy.step(probs, mask, held, forced, carry["scores"])
+                weights = ops.where(mask, ops.maximum(probs, TINY), 0.0)
                 chosen = ops.cast(strategy.choose(weights, ops.take(fixed["uniform"], position, axis=1)), "int32")
                 stuck = ops.logical_and(ops.logical_not(held), ops.logical_not(ops.any(mask, axis=-1)))
                 return chosen, ops.arange(ops.shape(forced)[0]), carry["scores"], stuck
@@ -382,27 +420,37 @@ class DeviceLoop:
             def body(position, carry):
                 forced = ops.take(fixed["forced"], position, axis=1)
                 rows = ops.shape(forced)[0]
+                # the softmax where some row chooses here (and, recording, everywhere)
+                probs = predict(carry["hidden"]) if record else None
                 chosen, continued, scores, stuck = ops.cond(
-                    choose_here(position),
-                    lambda: pick(carry, position, forced),
+                    ops.any(forced < 0),
+                    lambda: pick(carry, position, forced, predict(carry["hidden"]) if probs is None else probs),
                     lambda: (forced, ops.arange(rows), carry["scores"], ops.zeros((rows,), "bool")),
                 )
                 carry = dict(carry)
+                ids = ops.where(forced >= 0, forced, chosen)
                 if strategy.reorders:  # the beams kept: each new row continues the row it came from
-                    for name in ("tokens", "used"):
+                    for name in ("tokens", "used", "features", "log_probs", "hidden"):
                         if name in carry:
                             carry[name] = ops.take(carry[name], continued, axis=0)
                     carry["states"] = [ops.take(s, continued, axis=0) for s in carry["states"]]
-                ids = ops.where(forced >= 0, forced, chosen)
+                    probs = None if probs is None else ops.take(probs, continued, axis=0)
+                if record:  # what the softmax read here, and the log-probability of the id written
+                    log_prob = ops.log(ops.maximum(ops.take_along_axis(probs, ids[:, None], axis=-1), TINY))
+                    carry["log_probs"] = ops.where(columns == position, log_prob, carry["log_probs"])
+                    here = columns[..., None] == position
+                    carry["features"] = ops.where(here, carry["hidden"][:, None, :], carry["features"])
                 carry["tokens"] = ops.where(columns == position, ids[:, None], carry["tokens"])
                 if "used" in carry:
                     vocab = carry["used"].shape[-1]
                     carry["used"] = ops.logical_or(carry["used"], ops.arange(vocab)[None, :] == ids[:, None])
                 carry["scores"] = scores
                 carry["stuck"] = ops.logical_or(carry["stuck"], stuck)
-                hidden, carry["states"] = self.read(ids, carry["states"])
-                # the probabilities for the next position, only where some row will choose there
-                carry["probs"] = ops.cond(choose_here(position + 1), lambda: predict(hidden), lambda: carry["probs"])
+                carry["hidden"], carry["states"] = ops.cond(  # the last id written is read by no one
+                    position + 1 < fixed["stop"],
+                    lambda: self.read(ids, carry["states"]),
+                    lambda: (carry["hidden"], carry["states"]),
+                )
                 return position + 1, carry
 
             return ops.while_loop(lambda position, carry: position < hi, body, (lo, carry))[1]
@@ -424,20 +472,6 @@ def _tensors(tree: dict) -> dict:
         name: [ops.convert_to_tensor(v) for v in value] if isinstance(value, list) else ops.convert_to_tensor(value)
         for name, value in tree.items()
     }
-
-
-def _compile(function):
-    """The loop as one compiled call on the backend: a traced graph (TensorFlow, JAX) or, on PyTorch, as is."""
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        return tf.function(function, reduce_retracing=True)  # one trace for every batch size
-    if backend == "jax":
-        import jax
-
-        return jax.jit(function)
-    return function
 
 
 def _distributed() -> bool:

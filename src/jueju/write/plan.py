@@ -15,13 +15,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from jueju.data import prosody
+from jueju.data.condition import MAX_KEYWORD_CHARS, MAX_KEYWORDS
 from jueju.data.corpus import to_simplified
 from jueju.options import OptionError
 from jueju.text import is_han
 from jueju.write.constraints import Layout, tonal_misfits
 
-MAX_KEYWORDS = 4  # one line each
-MAX_KEYWORD_CHARS = 2
 TRIES = 200  # random drafts per plan wanted, before a keyword is declared unplaceable
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from jueju.config import FORMS, Config, load_config, load_config_json, training_
 from jueju.data import condition
 from jueju.data.dataset import Vocab
 from jueju.model.network import load_model
-from jueju.model.stepper import SequenceReader, Stepper
+from jueju.model.stepper import CHUNK, SequenceReader, Stepper
 from jueju.options import OptionError
 from jueju.rank.critic import CRITIC, Critic
 from jueju.rank.reader import READER, Reader
@@ -43,6 +44,7 @@ from jueju.write.preprocess import (
     template_form,
     template_of,
 )
+from jueju.write.redraw import redraw
 from jueju.write.sampling import ConstraintError, Sampler
 
 __all__ = [
@@ -61,6 +63,22 @@ __all__ = [
 
 
 KEYWORD_PLANS = 8  # plans drawn, and poems written, per keyword poem asked for (at least rerank)
+NOTHING_FITS = (
+    "no character of this model's vocabulary fits the rhyme, tonal and no-repeat constraints together here; "
+    "try rhyme none, tonal off or other given characters"
+)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What every chunk of one `Poet.batch` call decodes and chooses by."""
+
+    settings: dict  # Poet.settings
+    sampler: Sampler
+    start: int  # the first position scored: after a given first line, else 0
+    weights: dict  # the ranker's (Poet._weights)
+    rng: np.random.Generator  # the call's seed, drawn from chunk after chunk
+    stuck: str  # the field to blame where no character fits (givens.stuck_field)
 
 
 class Poet:
@@ -224,7 +242,7 @@ class Poet:
         )
         templates = [self.preprocessor.template(draft) for draft in drafts]
         blocks = self.blocks(len(templates), title, words)
-        written = self.batch(templates=templates, blocks=blocks, **{**options, "rerank": 1})
+        written = self.batch(templates=templates, blocks=blocks, **{**options, "rerank": 1, "redraw": 0})
         tokens = np.stack([self.vocab.encode(poem) for poem in written])
         with self._lock:
             scores = self.ranker.scores(tokens, 0, blocks, self._weights(settings, first_line is not None))
@@ -270,8 +288,9 @@ class Poet:
         sampler: str | Sampler | None = None,
         **options,
     ) -> list[str]:
-        """One poem per first line, acrostic or template, all decoded together as one batch; with
-        `blocks` (one per poem, `Poet.blocks`), each written toward its title and keywords.
+        """One poem per first line, acrostic or template, decoded together; with `blocks` (one per poem,
+        `Poet.blocks`), each written toward its title and keywords. Any number of poems: they stream
+        through in chunks of CHUNK candidates, so memory stays bounded.
 
         `options` are those of `options.DecodingOptions` (temperature, top_k, rhyme, tonal,
         rerank, seed, ...); those left out or None come from the model's [generate] config.
@@ -280,30 +299,44 @@ class Poet:
         """
         settings = self.settings({**options, "sampler": None if isinstance(sampler, Sampler) else sampler})
         givens = self._givens(first_lines, acrostics, templates, settings)
-        givens = [given for given in givens for _ in range(settings["rerank"])]
-        tokens, forced = self.preprocessor.prompt(givens)
-        start = self.line_length if first_lines is not None else 0
-        rng = np.random.default_rng(settings["seed"])
-        constraints = decoding_constraints(settings, givens, rng, self.vocab, self.layout, self.han, self.train_lines)
         chooser = sampler if isinstance(sampler, Sampler) else settings_sampler(settings)
-        rows = None if blocks is None else np.repeat(blocks, settings["rerank"], axis=0)
-        with self._lock, self.stepper.reading(rows):
+        start, rng = self.line_length if first_lines is not None else 0, np.random.default_rng(settings["seed"])
+        weights = self._weights(settings, first_lines is not None)
+        request = Request(settings, chooser, start, weights, rng, stuck_field(settings, templates))
+        # streamed: a chunk's poems are decoded, scored and chosen before the next chunk's are written
+        step = max(1, CHUNK // settings["rerank"])
+        poems = []
+        for row in range(0, len(givens), step):
+            part = slice(row, row + step)
+            poems += self._write(request, givens[part], None if blocks is None else blocks[part])
+        if settings["redraw"]:  # each written line redrawn, kept where the reranking score prefers it
+            decoding = {**options, "sampler": sampler}
+            poems = redraw(self, poems, givens, blocks, decoding, request.weights, settings["redraw"])
+        return poems
+
+    def _write(self, request: Request, givens: list[dict[int, str]], blocks: np.ndarray | None) -> list[str]:
+        """The poems of one chunk: `rerank` candidates a poem (CHUNK rows at most), decoded together, each
+        scored as a whole by the ranker (from what decoding read of it, where it can tell), the best kept."""
+        settings, rerank = request.settings, request.settings["rerank"]
+        rows = [given for given in givens for _ in range(rerank)]
+        tokens, forced = self.preprocessor.prompt(rows)
+        constraints = decoding_constraints(
+            settings, rows, request.rng, self.vocab, self.layout, self.han, self.train_lines
+        )
+        blocks = None if blocks is None else np.repeat(blocks, rerank, axis=0)
+        decoder = (self.device_loop, self.stepper, request.sampler)
+        with self._lock, self.stepper.reading(blocks):
             try:
-                tokens = decode(self.device_loop, self.stepper, chooser, tokens, start, forced, constraints, rng)
+                tokens, reading = decode(*decoder, tokens, request.start, forced, constraints, request.rng, rerank > 1)
             except ConstraintError as err:
-                raise NothingFits(
-                    stuck_field(settings, templates),
-                    f"{err}: no character of this model's vocabulary fits the "
-                    "rhyme, tonal and no-repeat constraints together here; try rhyme none, tonal "
-                    "off or other given characters",
-                ) from None
-            weights = self._weights(settings, first_lines is not None)
-            scores = (
-                self.ranker.scores(tokens, start, rows, weights) if settings["rerank"] > 1 else np.zeros(len(tokens))
-            )
-        best = scores.reshape(-1, settings["rerank"]).argmax(axis=-1)
-        rows = np.arange(len(best)) * settings["rerank"] + best
-        return [self.preprocessor.decode(tokens[row], givens[row]) for row in rows]
+                raise NothingFits(request.stuck, f"{err}: {NOTHING_FITS}") from None
+            scores = np.zeros(len(tokens))
+            if rerank > 1:
+                if reading is not None:  # what decoding read of the candidates: the scorers need not read them again
+                    self.stepper.remember(tokens, reading)
+                scores = self.ranker.scores(tokens, request.start, blocks, request.weights)
+        best = np.arange(len(givens)) * rerank + scores.reshape(-1, rerank).argmax(axis=-1)
+        return [self.preprocessor.decode(tokens[row], rows[row]) for row in best]
 
     def check(
         self,
