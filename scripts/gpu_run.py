@@ -58,6 +58,7 @@ MISSING_THERE = [
     "pydantic-core",
     "annotated-types",
     "typing-inspection",
+    "typing-extensions",  # pydantic needs a newer one than the machine may have
 ]
 DEVICE_PYTHON = "3.12"  # the lent machines' python3 (device/KINDS.md)
 RESERVE_S = {"gpu": 150, "tiny": 45}  # the end of the call kept for measuring and writing
@@ -91,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     size = "tiny" if args.tiny else "gpu"
     out = Path(args.out or os.environ.get("OUT") or ROOT / "logs" / "gpu_run")
-    part_mb = PART_MB if args.part_mb is None and os.environ.get("OUT") else (args.part_mb or 0)
+    part_mb = args.part_mb if args.part_mb is not None else (PART_MB if os.environ.get("OUT") else 0)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="jueju-gpu-run-"))
     env = environment()
     units = args.units or ("32,32" if args.tiny else "768,768")
@@ -112,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     run(["prepare", *sets], env)
     prepared = time.monotonic()
     deadline = started + args.minutes * 60 - RESERVE_S[size]
-    training = train_until(deadline, ["train", "--out", str(model_dir), *sets, *finetune(args)], env)
+    start_from = ["--finetune", args.finetune] if args.finetune else []
+    training = train_until(deadline, ["train", "--out", str(model_dir), *sets, *start_from], env)
     trained = time.monotonic()
 
     os.environ.update(env)  # Keras reads its backend at import: only now, after the child has let go of the GPU
@@ -204,10 +206,6 @@ def data_settings(args, work: Path) -> dict:
             "(made by `jueju prepare`), or pass --source with a chinese-poetry folder"
         )
     return {"paths.data_dir": data, "crawl.source": source.resolve()}
-
-
-def finetune(args) -> list[str]:
-    return ["--finetune", args.finetune] if args.finetune else []
 
 
 def run(arguments: list[str], env: dict[str, str]) -> None:
