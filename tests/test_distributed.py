@@ -123,7 +123,9 @@ def test_several_steps_per_call_only_where_keras_would_wait_for_each_loss():
 
 
 def test_no_training_callback_waits_on_the_device_every_batch(tiny_config):
-    """Only epoch-level hooks: a per-batch hook would make Keras hand it the loss (a host round-trip)."""
+    """No batch-end hook: Keras hands those the step's logs, the loss (a host round-trip every batch).
+    A batch-begin hook gets no logs (Keras's fit calls it with the step number alone): SignalStop uses
+    one to stop at the next step after SIGINT or SIGTERM."""
     from jueju.train import loop as train
 
     classes = [
@@ -132,7 +134,7 @@ def test_no_training_callback_waits_on_the_device_every_batch(tiny_config):
         if isinstance(value, type) and issubclass(value, keras.callbacks.Callback)
     ]
     assert classes
-    batch_hooks = ("on_batch_begin", "on_batch_end", "on_train_batch_begin", "on_train_batch_end")
+    batch_hooks = ("on_batch_end", "on_train_batch_end", "on_test_batch_end")
     for cls in classes:
         for hook in batch_hooks:
             assert getattr(cls, hook) is getattr(keras.callbacks.Callback, hook), f"{cls.__name__}.{hook}"
