@@ -66,9 +66,13 @@ class Critic:
     def __init__(self, model: keras.Model):
         self.model = model
 
-    def judge(self, stepper, tokens: np.ndarray, batch: int = 1024) -> np.ndarray:
+    def judge(self, stepper, tokens: np.ndarray) -> np.ndarray:
         features, surprise = critic_inputs(stepper, tokens)
-        return np.asarray(self.model.predict([features, surprise], batch_size=batch, verbose=0))
+        rows = len(tokens)
+        bucket = 1 << max(0, (rows - 1).bit_length())  # a few batch sizes, each compiled once (no retracing)
+        pad = ((0, bucket - rows), (0, 0), (0, 0))
+        judged = self.model.predict_on_batch([np.pad(features, pad), np.pad(surprise, pad)])
+        return np.asarray(judged)[:rows]
 
     def score(self, stepper, tokens: np.ndarray) -> np.ndarray:
         judged = self.judge(stepper, tokens)
