@@ -18,6 +18,7 @@ again for a new batch size.
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -35,6 +36,19 @@ POSITIONS = 4096  # positions one softmax call scores at most (with 6,000 ids: 9
 READINGS = 2  # readings kept while a caller reads: a batch's, after its blocks and after none (plain)
 BLOCKS = 64  # the LSTM states after this many distinct blocks are kept from call to call (the empty one first)
 TINY = float(np.finfo(np.float32).tiny)  # the floor under probabilities before their log
+
+
+class BoundedTracing(logging.Filter):
+    """Keeps TensorFlow's "triggered tf.function retracing" warning from users: it counts the traces of every
+    Keras model's predict function as one function's (they share their code), so the first calls of the
+    forward, backward and critic models trip it (5 traces in 7 calls), though every call here has one of a
+    few fixed shapes (`bucket`) and each function is traced a bounded number of times."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "triggered tf.function retracing" not in record.getMessage()
+
+
+logging.getLogger("tensorflow").addFilter(BoundedTracing())
 
 
 def bucket(rows: int) -> int:

@@ -29,17 +29,17 @@ TARGETS = ("F", "C", "M")  # what it predicts, in this order
 RANKS_BY = {"C": 1.0, "M": 1.0}  # what reranking adds up from its predictions
 WIDTH = 64  # units of the per-position projection and of each direction of the LSTM
 DROPOUT = 0.3
+FLOOR = 1e-9  # the probability under which a character counts as this surprising (as fitted)
 
 
 def critic_inputs(stepper, tokens: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """What the critic reads of each poem (ids, rows x positions): the forward model's features at
-    every position and the log-probability it gave the character there; read after an empty block."""
+    every position and the log-probability it gave the character there; read after an empty block,
+    from the stepper's reading (decoding's own, where it kept one: the softmax does not run again)."""
     with stepper.reading(None):
-        features = stepper.position_features(tokens)
-        head = stepper.model.get_layer("next_char")
-        probs = np.asarray(keras.ops.convert_to_numpy(head(features)))
-    taken = np.take_along_axis(probs, tokens[:, :, None].astype(np.int64), axis=-1)
-    return features.astype(np.float32), np.log(np.maximum(taken, 1e-9)).astype(np.float32)
+        reading = stepper.read(tokens)
+    surprise = np.maximum(np.nan_to_num(reading.log_probs, nan=0.0), np.log(FLOOR))
+    return reading.features.astype(np.float32), surprise[:, :, None].astype(np.float32)
 
 
 def build_critic(positions: int, width: int, line_length: int, seed: int = 0) -> keras.Model:
