@@ -169,13 +169,8 @@ def _fit(config: Config, spec, vocab_size: int, window: int | None, x: np.ndarra
         model.steps_per_execution = plan.steps_per_execution(steps)
         timer = _epoch_timer()
         model.fit(x, y, batch_size=batch, epochs=2, steps_per_epoch=steps, shuffle=True, verbose=0, callbacks=[timer])
-    seconds = timer.seconds[-1]
     return {
-        "samples_per_s": steps * batch / seconds,
-        "batch_size": batch,
-        "steps": steps,
-        "seconds": seconds,
-        "warmup_seconds": timer.seconds[0],
+        **_timed(timer, steps, batch),
         "distribution": plan.name,
         "replicas": plan.replicas,
         "mixed_precision": config.train.mixed_precision,
@@ -229,6 +224,11 @@ def measure_original_training(config: Config, windows, vocab_size: int, sizes: d
         verbose=0,
         callbacks=[timer],
     )
+    return _timed(timer, steps, batch), model
+
+
+def _timed(timer, steps: int, batch: int) -> dict:
+    """Samples per second over the second epoch of `steps` steps of `batch` (the first compiles)."""
     seconds = timer.seconds[-1]
     return {
         "samples_per_s": steps * batch / seconds,
@@ -236,7 +236,7 @@ def measure_original_training(config: Config, windows, vocab_size: int, sizes: d
         "steps": steps,
         "seconds": seconds,
         "warmup_seconds": timer.seconds[0],
-    }, model
+    }
 
 
 # -- 4. word2vec -----------------------------------------------------------------------------------------------
