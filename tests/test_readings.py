@@ -93,3 +93,22 @@ def test_the_readings_command_reads_answers_and_exits_1_when_a_line_was_refused(
     assert main(["readings", "read", str(tmp_path / "r.tsv"), f"{folder}:{answer}"]) == 1
     out, err = capsys.readouterr()
     assert "3 judgements added, 1 lines refused" in out and "line 3: expected 7 fields" in err
+
+
+def test_a_reading_draws_only_inputs_no_reader_has_seen(tmp_path):
+    """readings.unread leaves out an input that a ratings file names, or whose real poem a reader read
+    (under another input), across files of every format; the rest keep their order."""
+    pool = candidates(3)
+    folder = readings.mix(pool[:4], tmp_path / "mixes", "shuffled", 1, seed=1)[0]  # input 第0句 read
+    answer = tmp_path / "a.txt"
+    answer.write_text("".join(f"{n} 3 3 3 3 machine 60\n" for n in range(1, 5)), "utf-8")
+    readings.read_answer(folder, answer, tmp_path / "new.tsv")
+    older = tmp_path / "old.tsv"  # 2026-12-04: no reader, mix or layout column
+    older.write_text(
+        "poem\twritten_from\tinput\tprompt\tF\tC\tM\tP\ttaken_for\tconfidence\n"
+        "poem 2.0\tfirst_line\t另一句\t1\t4\t4\t4\t4\thuman\t90\n",
+        "utf-8",
+    )
+    inputs = [("first_line", f"第{i}句", f"poem {i}.0") for i in range(4)] + [("title", "题", "poem 9.0")]
+    assert readings.unread(inputs, [tmp_path / "new.tsv", older]) == [inputs[1], inputs[3], inputs[4]]
+    assert readings.unread(inputs, []) == inputs

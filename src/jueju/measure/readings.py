@@ -6,6 +6,7 @@ shuffled and unlabelled, on fluency, coherence, meaningfulness and poeticness (1
 who wrote each. The critic (jueju.rank.critic) learns from these judgements.
 
 - `pool`: for each input (a first line, or a title), several of our candidates and the real poem.
+- `unread`: the inputs no reader has seen, from which a reading that chooses anything draws.
 - `mix`: a pool cut into mixes, one a reader; each mix folder holds `prompt.txt` (all the reader
   sees) and `key.tsv` (what each number is: never shown to a reader). Two layouts:
   `shuffled` (every poem on its own, in random order) and `grouped` (the poems of one input
@@ -344,6 +345,18 @@ def split_inputs(data_dir: str | Path, split: str, titled: bool = True) -> list[
     inputs = [("first_line", poem.split("，", 1)[0], poem) for poem in poems]
     inputs += [("title", titles[poem], poem) for poem in poems if 2 <= len(titles.get(poem, "")) <= 12]
     return inputs
+
+
+def unread(inputs: Sequence[tuple[str, str, str]], ratings: Iterable[str | Path]) -> list[tuple[str, str, str]]:
+    """The inputs (written_from, input, real poem) that no ratings file names: neither the input nor its
+    real poem was ever before a reader. A reading that chooses or judges anything draws from these,
+    so that no reader has seen a poem of its inputs (older files without a reader column included)."""
+    seen: set[str] = set()
+    for path in ratings:
+        with open(path, encoding="utf-8", newline="") as file:
+            for row in csv.DictReader(file, delimiter="\t"):
+                seen.update((row["input"], row["poem"]))
+    return [item for item in inputs if seen.isdisjoint(item[1:])]
 
 
 def _write(poet, inputs, copies: int, seed: int, options: dict) -> list[str]:
