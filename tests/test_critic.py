@@ -7,7 +7,7 @@ import pytest
 
 from jueju.options import OptionError
 from jueju.rank.critic import CRITIC, RANKS_BY, TARGETS, Critic, build_critic, critic_inputs
-from jueju.rank.scores import MI_WEIGHT
+from jueju.rank.scores import MI_WEIGHT, reranking_weights
 
 from conftest import tiny_quatrains, untrained_poet
 
@@ -74,7 +74,7 @@ def test_redrawing_keeps_the_givens_and_never_lowers_the_score_that_chose(poet, 
     if "acrostic" in request_:
         assert all([line[0] for line in re.split("[，。]", poem)[:4]] == list("春夏秋冬") for poem in redrawn)
     blocks = poet.blocks(3, request_.get("title", ""))
-    weights = poet._weights(poet.settings(options), "first_line" in request_)
+    weights = reranking_weights(poet.settings(options), "first_line" in request_)
     start = poet.line_length if "first_line" in request_ else 0
     scored = [
         poet.ranker.scores(np.stack([poet.vocab.encode(p) for p in poems]), 0, blocks, weights)

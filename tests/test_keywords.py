@@ -14,8 +14,8 @@ from jueju.options import OptionError
 from jueju.serve import app as serve
 from jueju.text import split_lines
 from jueju.write.constraints import Layout, tonal_misfits
+from jueju.write.keywords import KEYWORD_PLANS
 from jueju.write.plan import normalise_keywords, plans
-from jueju.write.poet import KEYWORD_PLANS
 from test_serve import save_tiny_model
 
 from conftest import tiny_quatrains, untrained_poet

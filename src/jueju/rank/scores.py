@@ -47,6 +47,15 @@ def backward_weight(settings: dict, first_line_given: bool) -> float:
     return settings["backward"] if first_line_given else 0.0
 
 
+def reranking_weights(settings: dict, first_line_given: bool) -> dict:
+    """The weights `Ranker.scores` adds its scorers by, from a call's checked settings."""
+    return {
+        "backward": backward_weight(settings, first_line_given),
+        "reader": settings["reader"],
+        "critic": settings["critic"],
+    }
+
+
 def with_information(forward: np.ndarray, information: np.ndarray, backward: float) -> np.ndarray:
     """A reranking score: the forward score plus `backward` times `Ranker.first_line_information`."""
     return forward + backward * information

@@ -46,8 +46,9 @@ from jueju.data.corpus import MAX_TITLE
 from jueju.options import OptionError
 from jueju.serve.annotate import annotate
 from jueju.serve.batcher import Batcher, Job, QueueFull
+from jueju.write.keywords import KEYWORD_PLANS
 from jueju.write.plan import normalise_keywords
-from jueju.write.poet import FORM_NAMES, KEYWORD_PLANS, Poet
+from jueju.write.poet import FORM_NAMES, Poet
 from jueju.write.preprocess import EXAMPLE_FIRST_LINES, INPUTS, normalise_first_line, template_form
 
 log = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ crosses a line's end), as the characters it fixes by position: what a template f
 are drawn at random among those that keep rhyme and tones possible: a keyword at a rhyme
 position must be level-tone and rhyme with whatever else stands there, and with `tonal` some
 standard pattern must fit every fixed character. The caller writes a poem for each of several
-plans and keeps the one the model finds most probable (Poet.poems with keywords=...).
+plans and keeps the one the reranking score prefers (jueju.write.keywords).
 """
 
 from __future__ import annotations

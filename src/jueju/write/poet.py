@@ -28,12 +28,12 @@ from jueju.model.stepper import CHUNK, SequenceReader, Stepper
 from jueju.options import OptionError
 from jueju.rank.critic import CRITIC, Critic
 from jueju.rank.reader import READER, Reader
-from jueju.rank.scores import SCORERS, Ranker, backward_dir, backward_weight
+from jueju.rank.scores import SCORERS, Ranker, backward_dir, reranking_weights
 from jueju.text import is_han
 from jueju.write.constraints import LineIndex
 from jueju.write.device_loop import DeviceLoop, decode
 from jueju.write.givens import NothingFits, check_rhymes, decoding_constraints, settings_sampler, stuck_field
-from jueju.write.plan import normalise_keywords, plans
+from jueju.write.keywords import keyword_poems
 from jueju.write.preprocess import (
     FORM_NAMES,
     LINE_ENDS,
@@ -62,7 +62,6 @@ __all__ = [
 ]
 
 
-KEYWORD_PLANS = 8  # plans drawn, and poems written, per keyword poem asked for (at least rerank)
 NOTHING_FITS = (
     "no character of this model's vocabulary fits the rhyme, tonal and no-repeat constraints together here; "
     "try rhyme none, tonal off or other given characters"
@@ -76,7 +75,7 @@ class Request:
     settings: dict  # Poet.settings
     sampler: Sampler
     start: int  # the first position scored: after a given first line, else 0
-    weights: dict  # the ranker's (Poet._weights)
+    weights: dict  # the ranker's (rank.scores.reranking_weights)
     rng: np.random.Generator  # the call's seed, drawn from chunk after chunk
     stuck: str  # the field to blame where no character fits (givens.stuck_field)
 
@@ -187,7 +186,7 @@ class Poet:
                     "keywords combine with a first line (or stand alone), not with an "
                     f"{field}: keep the characters you want in the {field} instead",
                 )
-            return self._keyword_poems(first_line, num, keywords, title, options)
+            return keyword_poems(self, first_line, num, keywords, title, options)
         inputs = {"first_lines": first_line, "acrostics": acrostic, "templates": template}
         given = {kind: [value] * num for kind, value in inputs.items() if value is not None}
         if not given and title:  # a title alone: the model writes every line
@@ -220,34 +219,12 @@ class Poet:
             return None
         return np.repeat(condition.block_ids(self.vocab, title, keywords)[None], count, axis=0)
 
-    def _keyword_poems(self, first_line: str | None, num: int, keywords, title: str, options: dict) -> list[str]:
-        """Per poem, KEYWORD_PLANS plans (plan.plans: where each keyword stands), a poem written for
-        each as a template, and the one the model finds most probable as a whole kept."""
-        settings = self.settings(options)
-        words = normalise_keywords(keywords, self.config.corpus.simplify)
-        given = {}
-        if first_line is not None:
-            given = dict(enumerate(normalise_first_line(first_line, self.line_length, self.config.corpus.simplify)))
-        draws = max(settings["rerank"], KEYWORD_PLANS)
-        rng = np.random.default_rng(settings["seed"])
-        drafts = plans(
-            words,
-            self.layout,
-            num * draws,
-            rng,
-            given,
-            settings["rhyme"],
-            settings["rhyme_first_line"],
-            settings["tonal"],
-        )
-        templates = [self.preprocessor.template(draft) for draft in drafts]
-        blocks = self.blocks(len(templates), title, words)
-        written = self.batch(templates=templates, blocks=blocks, **{**options, "rerank": 1, "redraw": 0})
-        tokens = np.stack([self.vocab.encode(poem) for poem in written])
+    def rank(self, poems: Sequence[str], blocks: np.ndarray | None, weights: dict) -> np.ndarray:
+        """Per poem, its reranking score (rank.scores.Ranker.scores with `weights`), read after its
+        block (one per poem, or None), one batch at a time."""
+        tokens = np.stack([self.vocab.encode(poem) for poem in poems])
         with self._lock:
-            scores = self.ranker.scores(tokens, 0, blocks, self._weights(settings, first_line is not None))
-        best = scores.reshape(num, draws).argmax(axis=-1) + np.arange(num) * draws
-        return [written[row] for row in best]
+            return self.ranker.scores(tokens, 0, blocks, weights)
 
     def score(self, poems: Sequence[str], blocks: np.ndarray | None = None) -> np.ndarray:
         """Per poem, the model's mean log-probability of all its characters, read after its block
@@ -301,7 +278,7 @@ class Poet:
         givens = self._givens(first_lines, acrostics, templates, settings)
         chooser = sampler if isinstance(sampler, Sampler) else settings_sampler(settings)
         start, rng = self.line_length if first_lines is not None else 0, np.random.default_rng(settings["seed"])
-        weights = self._weights(settings, first_lines is not None)
+        weights = reranking_weights(settings, first_lines is not None)
         request = Request(settings, chooser, start, weights, rng, stuck_field(settings, templates))
         # streamed: a chunk's poems are decoded, scored and chosen before the next chunk's are written
         step = max(1, CHUNK // settings["rerank"])
@@ -382,15 +359,6 @@ class Poet:
             if values[name] and what:
                 raise OptionError(name, f"{name} = {values[name]} needs {what}: set {name} = 0")
         return values
-
-    @staticmethod
-    def _weights(settings: dict, first_line_given: bool) -> dict:
-        """The reranking weights of `Ranker.scores` (settings() made sure each has its scorer)."""
-        return {
-            "backward": backward_weight(settings, first_line_given),
-            "reader": settings["reader"],
-            "critic": settings["critic"],
-        }
 
 
 def _plain(value):
