@@ -258,15 +258,13 @@ def training_speed(model_dir: Path, log_dir: Path, data: Path) -> dict:
 def measure(model_dir: Path, data: Path, decoded: tuple[int, ...]) -> dict:
     """Test perplexity as `jueju evaluate` has it (and the committed model's), and decoding speed at rerank=1."""
     from jueju.data.dataset import read_poems
-    from jueju.measure.perplexity import lstm_log_probs, perplexity_of
+    from jueju.measure.perplexity import poet_perplexity
     from jueju.write.poet import Poet
 
     test = read_poems(data / "test.txt")
 
     def test_perplexity(poet: Poet) -> float:
-        blocks = poet.blocks(len(test))  # empty: the unconditioned figure
-        pad_start = poet.config.dataset.pad_start
-        return perplexity_of(lstm_log_probs(poet.model, poet.vocab, test, poet.window, pad_start, blocks=blocks))
+        return poet_perplexity(poet, test)  # the unconditioned figure
 
     results = {}
     committed = ROOT / "models" / FORM

@@ -52,7 +52,9 @@ def mix(args) -> None:
     for name, options in variants.items():
         options = dict(options)
         folder = options.pop("model", str(Path("models") / args.form))
-        poet = poets.get(folder) or poets.setdefault(folder, Poet.load(folder))
+        if folder not in poets:
+            poets[folder] = Poet.load(folder)
+        poet = poets[folder]
         pool = readings.pool(poet, chosen, {name: (1, options)}, args.seed)
         written[name] = [c for c in pool if c.variant != readings.REAL]
     folders = readings.balanced(written, real, args.readers, LOGS / "mixes", args.seed, args.name)

@@ -73,7 +73,7 @@ def write(args) -> None:
 def measure(args) -> None:
     from jueju.data.dataset import read_poems
     from jueju.measure.metrics import copy_rate, distinct
-    from jueju.measure.perplexity import lstm_log_probs, perplexity_of
+    from jueju.measure.perplexity import poet_perplexity
     from jueju.text import split_lines
     from jueju.write.poet import Poet
 
@@ -84,11 +84,9 @@ def measure(args) -> None:
     results = {}
     for model_dir in args.models:
         poet = Poet.load(model_dir)
-        pad_start = poet.config.dataset.pad_start
-        log_probs = lstm_log_probs(poet.model, poet.vocab, test, poet.window, pad_start, blocks=poet.blocks(len(test)))
         poems = poet.batch(first_lines, seed=args.seed)
         results[model_dir] = {
-            "perplexity": perplexity_of(log_probs),
+            "perplexity": poet_perplexity(poet, test),
             "distinct_2": distinct(poems, 2),
             "copied_lines": copy_rate(poems, train_lines),
         }

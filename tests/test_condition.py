@@ -19,6 +19,7 @@ from jueju.options import OptionError
 from jueju.rank.scores import MI_WEIGHT
 from jueju.serve import app as serve
 from jueju.text import is_han, split_lines
+from test_device_loop import on_device, on_host
 from test_serve import save_tiny_model
 
 from conftest import tiny_quatrains, untrained_poet
@@ -379,12 +380,6 @@ def test_a_title_to_a_model_without_conditioning_is_a_422(tmp_path):
 def test_the_device_loop_reads_the_block_as_the_host_loop_does(poet, sampler):
     assert poet.device_loop is not None  # a sequence model: decoded on the device
     write = lambda: poet.poems(title="送友人", num=3, sampler=sampler, **QUIET)  # noqa: E731
-    poet.device_loop.wrote_last_batch = False
-    on_device = write()
-    assert poet.device_loop.wrote_last_batch  # not a fallback to the host loop, compared with itself below
-    loop, poet.device_loop = poet.device_loop, None
-    try:
-        assert write() == on_device  # greedy and beam: the same poems on the host
-    finally:
-        poet.device_loop = loop
-    assert on_device != poet.poems(title="秋夜", num=3, sampler=sampler, **QUIET)  # the block is read
+    written = on_device(poet, write)  # not a fallback to the host loop, compared with itself below
+    assert on_host(poet, write) == written  # greedy and beam: the same poems on the host
+    assert written != poet.poems(title="秋夜", num=3, sampler=sampler, **QUIET)  # the block is read

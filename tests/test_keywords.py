@@ -123,6 +123,8 @@ def test_keyword_poems_keep_the_most_probable_of_their_drafts(poet, monkeypatch)
     assert kept == [drafts[i * KEYWORD_PLANS + j] for i, j in enumerate(best)]
     assert best.any()  # not simply each poem's first draft
 
+
+def test_keywords_refuse_an_acrostic_or_a_template(poet):
     for other in ({"acrostic": "春夏秋冬"}, {"template": "床前明月光，＿＿＿＿＿。举头＿＿＿，＿＿＿＿＿。"}):
         with pytest.raises(OptionError, match="keywords combine with a first line") as err:
             poet.poems(keywords=["秋"], **other, **QUIET)

@@ -15,6 +15,7 @@ import sys
 
 from jueju import options
 from jueju.config import ConfigError, load_config
+from jueju.measure.readings import DRAWS
 
 FRAMEWORK_COMMANDS = (
     "train",
@@ -23,8 +24,7 @@ FRAMEWORK_COMMANDS = (
     "study-context",
     "generate",
     "serve",
-    "readings",
-)  # they import Keras
+)  # they import Keras (and `readings pool`, when it runs)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -167,7 +167,9 @@ def _parser() -> argparse.ArgumentParser:
     pool = steps.add_parser("pool", help="write candidates for the inputs of a data split (needs jueju prepare)")
     pool.add_argument("out", metavar="POOL.tsv")
     pool.add_argument("--split", default="valid", choices=("train", "valid", "test"))
-    pool.add_argument("--draws", type=int, default=7, help="single draws per input (rerank 1), beside one default")
+    pool.add_argument(
+        "--draws", type=int, default=DRAWS["draw"][0], help="single draws per input (rerank 1), beside one default"
+    )
     pool.add_argument("--inputs", type=int, help="how many inputs (first lines and titles; default all)")
     pool.add_argument("--seed", type=int, default=1)
     mixes = steps.add_parser("mix", help="cut a pool into readers' mixes: DIR/<name>-NNN/{prompt.txt,key.tsv}")
@@ -411,7 +413,8 @@ def _readings(config, args):
         inputs = readings.split_inputs(config.data_dir, args.split)
         random.Random(args.seed).shuffle(inputs)
         variants = {**readings.DRAWS, "draw": (args.draws, {"rerank": 1})}
-        candidates = readings.pool(get_poet(config.model_dir), inputs[: args.inputs], variants, args.seed)
+        model_dir = config.path(config.paths.model_dir) / config.form  # where `jueju generate` reads it
+        candidates = readings.pool(get_poet(model_dir), inputs[: args.inputs], variants, args.seed)
         readings.write_pool(args.out, candidates)
         print(f"{len(candidates)} poems for {len(inputs[: args.inputs])} inputs in {args.out}")
     elif args.step == "mix":

@@ -132,14 +132,15 @@ def committed_rows(model_dir: str, first_lines: list[str], repeats: int) -> dict
     """One poem (the median of `repeats`, the two settings taking turns) and all `first_lines` in one
     Poet.batch, at the model's defaults and at rerank=1; then the peak resident memory of this process."""
     from jueju.measure.bench_prepare import peak_rss_kb
+    from jueju.model.stepper import CHUNK
     from jueju.write.poet import Poet
 
     poet = Poet.load(model_dir)
     defaults = {name: poet.settings({})[name] for name in ("rerank", "backward", "reader", "critic")}
     settings = {"defaults": {}, "rerank_1": {"rerank": 1}}
-    for options in settings.values():  # every compiled call traced, at the sizes timed
+    for options in settings.values():  # every compiled call traced, at the sizes timed: one chunk of candidates
         poet.poem(FIRST_LINE, seed=0, **options)
-        poet.batch(first_lines[: 1024 // defaults["rerank"]], seed=0, **options)
+        poet.batch(first_lines[: max(1, CHUNK // poet.settings(options)["rerank"])], seed=0, **options)
     one_poem = {name: [] for name in settings}
     for repeat in range(repeats):
         for name, options in settings.items():

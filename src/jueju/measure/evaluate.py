@@ -26,8 +26,7 @@ from jueju.measure.metrics import (
     generation_metrics,
 )
 from jueju.measure.perplexity import (
-    lstm_log_probs,
-    perplexity_of,
+    poet_perplexity,
     scored_targets,
     trigram_kn,
     trigram_perplexity,
@@ -82,11 +81,7 @@ def run_evaluation(
     _, mask, unknown = scored_targets(vocab, test)
     kn = trigram_kn(train, vocab)
     perplexity = {
-        "lstm": perplexity_of(
-            lstm_log_probs(
-                poet.model, vocab, test, poet.window, config.dataset.pad_start, blocks=poet.blocks(len(test))
-            )
-        ),
+        "lstm": poet_perplexity(poet, test),
         "trigram_kn": trigram_perplexity(kn, vocab, test),
         "targets": int(mask.sum()),
         "oov_targets": unknown,

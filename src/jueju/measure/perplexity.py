@@ -235,6 +235,14 @@ def lstm_perplexity(model, vocab: Vocab, poems: list[str], window: int | None, p
     return perplexity_of(lstm_log_probs(model, vocab, poems, window, pad_start))
 
 
+def poet_perplexity(poet, poems: list[str]) -> float:
+    """A write.poet.Poet's unconditioned perplexity (read after empty blocks), as `jueju evaluate` reports it."""
+    blocks = poet.blocks(len(poems))
+    return perplexity_of(
+        lstm_log_probs(poet.model, poet.vocab, poems, poet.window, poet.config.dataset.pad_start, blocks=blocks)
+    )
+
+
 def trigram_log_probs(kn: TrigramKN, vocab: Vocab, poems: list[str]) -> np.ndarray:
     """Log P(target) of every scored target under the trigram model, renormalised over the Han tokens."""
     ids, mask, _ = scored_targets(vocab, poems)

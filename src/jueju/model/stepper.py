@@ -205,15 +205,6 @@ class Stepper:
         is after tokens[:, 0])."""
         return self.read(tokens, tokens.shape[1]).features
 
-    def score_features(self, features: np.ndarray, tokens: np.ndarray, start: int, stop: int | None = None):
-        """`score` from a sequence model's `position_features` of `tokens`, for callers that read the
-        features anyway: the LSTMs do not read the poems again."""
-        tokens = np.asarray(tokens, dtype=np.int32)
-        known = self._readings.get(self._key(tokens))
-        if known is None or known.start > start:
-            known = self._reading(tokens, features, start, known)
-        return known.score(max(start, known.start), stop)
-
     def log_probs(self, features: np.ndarray, ids: np.ndarray) -> np.ndarray:
         """The log-probability of each id (n,) after its features (n, width), POSITIONS at a time."""
         return in_chunks(self._log_probs, features, ids, size=POSITIONS)[0]

@@ -23,6 +23,8 @@ import keras
 import numpy as np
 from keras import layers
 
+from jueju.model.stepper import in_chunks
+
 CRITIC = "critic.keras"  # in a model's folder: its critic (absent: the option critic is refused)
 CRITIC_REPORT = "critic.json"  # beside it: how it was fitted and how well it agrees with readers, held out
 TARGETS = ("F", "C", "M")  # what it predicts, in this order
@@ -67,12 +69,11 @@ class Critic:
         self.model = model
 
     def judge(self, stepper, tokens: np.ndarray) -> np.ndarray:
-        features, surprise = critic_inputs(stepper, tokens)
-        rows = len(tokens)
-        bucket = 1 << max(0, (rows - 1).bit_length())  # a few batch sizes, each compiled once (no retracing)
-        pad = ((0, bucket - rows), (0, 0), (0, 0))
-        judged = self.model.predict_on_batch([np.pad(features, pad), np.pad(surprise, pad)])
-        return np.asarray(judged)[:rows]
+        def judge(features, surprise):
+            return self.model.predict_on_batch([features, surprise])
+
+        # in bucketed chunks: a few batch sizes, each compiled once (no retracing), and memory bounded
+        return in_chunks(judge, *critic_inputs(stepper, tokens))[0]
 
     def score(self, stepper, tokens: np.ndarray) -> np.ndarray:
         judged = self.judge(stepper, tokens)

@@ -26,8 +26,8 @@ def poem_features(stepper, tokens: np.ndarray, line_length: int) -> np.ndarray:
     (characters and punctuation), then the mean log-probability of lines 2-4; each poem read after
     an empty block."""
     with stepper.reading(None):
-        features = stepper.position_features(tokens)
-        forward = stepper.score_features(features, tokens, line_length)
+        reading = stepper.read(tokens, line_length)
+    features, forward = reading.features, reading.score(line_length)
     rows, length, width = features.shape
     lines = features.reshape(rows, 4, length // 4, width).mean(axis=2).reshape(rows, -1)
     return np.concatenate([lines, forward[:, None]], axis=1)
